@@ -1,0 +1,10 @@
+//! Model file formats, read without candle: GGUF (memory-mapped, validated headers), Hugging Face
+//! safetensors directories, tokenizers (from `tokenizer.json` or built from GGUF metadata) and chat
+//! templates rendered the way Hugging Face's `apply_chat_template` does.
+//!
+//! Everything here returns typed errors naming the file and field that failed; nothing panics on bad input.
+
+pub mod chat_template;
+pub mod gguf;
+pub mod safetensors;
+pub mod tokenizer;
