@@ -104,6 +104,14 @@ impl GgufValue {
         })
     }
 
+    /// Any non-negative integer (or bool) value as u64; unlike `as_i64`, keeps u64 values above i64::MAX.
+    pub fn as_u64(&self) -> Option<u64> {
+        match *self {
+            GgufValue::U64(x) => Some(x),
+            _ => u64::try_from(self.as_i64()?).ok(),
+        }
+    }
+
     pub fn as_f64(&self) -> Option<f64> {
         match *self {
             GgufValue::F32(x) => Some(x as f64),
@@ -151,7 +159,7 @@ impl GgufMetadata {
         self.get(key)?.as_i64()
     }
     pub fn get_u64(&self, key: &str) -> Option<u64> {
-        u64::try_from(self.get_i64(key)?).ok()
+        self.get(key)?.as_u64()
     }
     pub fn get_f64(&self, key: &str) -> Option<f64> {
         self.get(key)?.as_f64()
@@ -171,5 +179,64 @@ impl GgufMetadata {
     /// `general.architecture`, the prefix of the model's hyper-parameter keys.
     pub fn architecture(&self) -> Option<&str> {
         self.get_str("general.architecture")
+    }
+}
+
+/// GGUF's metadata value type ids (`enum gguf_type`), shared by the reader and the writer.
+pub mod value_type {
+    pub const U8: u32 = 0;
+    pub const I8: u32 = 1;
+    pub const U16: u32 = 2;
+    pub const I16: u32 = 3;
+    pub const U32: u32 = 4;
+    pub const I32: u32 = 5;
+    pub const F32: u32 = 6;
+    pub const BOOL: u32 = 7;
+    pub const STRING: u32 = 8;
+    pub const ARRAY: u32 = 9;
+    pub const U64: u32 = 10;
+    pub const I64: u32 = 11;
+    pub const F64: u32 = 12;
+}
+
+impl GgufValue {
+    /// The GGUF type id this value is stored with.
+    pub fn type_id(&self) -> u32 {
+        match self {
+            GgufValue::U8(_) => value_type::U8,
+            GgufValue::I8(_) => value_type::I8,
+            GgufValue::U16(_) => value_type::U16,
+            GgufValue::I16(_) => value_type::I16,
+            GgufValue::U32(_) => value_type::U32,
+            GgufValue::I32(_) => value_type::I32,
+            GgufValue::U64(_) => value_type::U64,
+            GgufValue::I64(_) => value_type::I64,
+            GgufValue::F32(_) => value_type::F32,
+            GgufValue::F64(_) => value_type::F64,
+            GgufValue::Bool(_) => value_type::BOOL,
+            GgufValue::String(_) => value_type::STRING,
+            GgufValue::Array(_) => value_type::ARRAY,
+        }
+    }
+}
+
+impl GgufArray {
+    /// The GGUF type id of this array's elements.
+    pub fn element_type_id(&self) -> u32 {
+        match self {
+            GgufArray::U8(_) => value_type::U8,
+            GgufArray::I8(_) => value_type::I8,
+            GgufArray::U16(_) => value_type::U16,
+            GgufArray::I16(_) => value_type::I16,
+            GgufArray::U32(_) => value_type::U32,
+            GgufArray::I32(_) => value_type::I32,
+            GgufArray::U64(_) => value_type::U64,
+            GgufArray::I64(_) => value_type::I64,
+            GgufArray::F32(_) => value_type::F32,
+            GgufArray::F64(_) => value_type::F64,
+            GgufArray::Bool(_) => value_type::BOOL,
+            GgufArray::String(_) => value_type::STRING,
+            GgufArray::Array(_) => value_type::ARRAY,
+        }
     }
 }
