@@ -20,6 +20,7 @@ tokenizer_parity.rs) compares hearth's tokenizer against these files, so CI need
 import argparse
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -87,6 +88,19 @@ def server_version(bin_dir: Path) -> str:
     return next((l for l in lines if l.startswith("version")), "unknown")
 
 
+def special_ids(bin_dir: Path, model: Path) -> dict:
+    """BOS/EOS/UNK/PAD ids and the end-of-generation set, from llama.cpp's verbose load log."""
+    out = subprocess.run([str(bin_dir / "llama-tokenize"), "-m", str(model), "-p", "x", "--verbose"],
+                         capture_output=True, text=True)
+    log = out.stdout + out.stderr
+    ids = {}
+    for name in ("BOS", "EOS", "UNK", "PAD"):
+        m = re.search(rf"print_info: {name} token\s+= (\d+) ", log)
+        ids[name.lower()] = int(m.group(1)) if m else None
+    ids["eog"] = sorted(int(x) for x in re.findall(r"print_info: EOG token\s+= (\d+) ", log))
+    return ids
+
+
 def fixture_for(port: int, corpus: list) -> list:
     cases = []
     for text in corpus:
@@ -97,9 +111,10 @@ def fixture_for(port: int, corpus: list) -> list:
     return cases
 
 
-def render(file: str, version: str, cases: list) -> str:
+def render(file: str, version: str, specials: dict, cases: list) -> str:
     """JSON with one case per line, so fixture diffs stay readable."""
-    head = f'{{\n "model": {json.dumps(file)},\n "llama_cpp": {json.dumps(version)},\n "cases": [\n'
+    head = (f'{{\n "model": {json.dumps(file)},\n "llama_cpp": {json.dumps(version)},\n'
+            f' "specials": {json.dumps(specials)},\n "cases": [\n')
     body = ",\n".join("  " + json.dumps(c, ensure_ascii=False) for c in cases)
     return head + body + "\n ]\n}\n"
 
@@ -129,7 +144,7 @@ def main() -> None:
             proc.terminate()
             proc.wait(timeout=30)
         dest = FIXTURES / f"{name}.json"
-        dest.write_text(render(file, version, cases), encoding="utf-8")
+        dest.write_text(render(file, version, special_ids(bin_dir, path), cases), encoding="utf-8")
         print(f"wrote {dest} ({len(cases)} cases)")
 
 
