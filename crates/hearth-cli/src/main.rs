@@ -1,1 +1,60 @@
-fn main() {}
+//! The `hearth` binary: parses arguments, installs logging, dispatches to one file per command, and is
+//! the only place that reads the environment or exits the process.
+
+mod bench;
+mod chat;
+mod convert;
+mod convert_rope;
+mod run;
+mod show;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "hearth", version, about = "Run, serve, store and measure local LLMs.", long_about = None)]
+struct Cli {
+    /// Worker threads for CPU inference (default: all cores).
+    #[arg(long, global = true)]
+    threads: Option<usize>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Generate text from a model: one prompt, or an interactive chat when no prompt is given.
+    Run(run::RunArgs),
+    /// Describe a model: architecture, parameters, quantization, context, vocabulary, template.
+    Show(show::ShowArgs),
+    /// Convert a GGUF file into a Hugging Face safetensors directory.
+    Convert(convert::ConvertArgs),
+    /// Measure inference speed.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("HEARTH_LOG").unwrap_or_else(|_| "warn".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    if let Some(n) = cli.threads {
+        // candle's CPU kernels size their pool from this variable; set it before any tensor work starts.
+        std::env::set_var("RAYON_NUM_THREADS", n.max(1).to_string());
+    }
+    let result = match cli.command {
+        Command::Run(args) => run::run(args),
+        Command::Show(args) => show::run(args),
+        Command::Convert(args) => convert::run(args),
+        Command::Bench(cmd) => bench::run(cmd),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,156 @@
+//! `hearth bench engine MODEL`: llama-bench style pp/tg throughput of the engine, optionally side by
+//! side with llama.cpp's `llama-bench` on the same file in the same run.
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Subcommand};
+use hearth_layers::PagedKvCache;
+use hearth_models::{SeqBatch, Transformer};
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Instant;
+
+#[derive(Subcommand)]
+pub enum BenchCommand {
+    /// Prompt processing (pp) and token generation (tg) speed of the engine on one model.
+    Engine(EngineBenchArgs),
+}
+
+#[derive(Args)]
+pub struct EngineBenchArgs {
+    /// A .gguf file or a safetensors directory.
+    pub model: PathBuf,
+    /// Prompt tokens processed in one batch.
+    #[arg(long, default_value_t = 512)]
+    pub pp: usize,
+    /// Tokens generated one at a time.
+    #[arg(long, default_value_t = 128)]
+    pub tg: usize,
+    /// Repetitions of each test.
+    #[arg(long, default_value_t = 5)]
+    pub reps: usize,
+    /// Path to llama.cpp's llama-bench, to measure it on the same file in the same run.
+    #[arg(long)]
+    pub llama_bench: Option<PathBuf>,
+}
+
+pub fn run(cmd: BenchCommand) -> Result<()> {
+    match cmd {
+        BenchCommand::Engine(args) => engine(args),
+    }
+}
+
+struct Stat {
+    mean: f64,
+    sd: f64,
+}
+
+impl std::fmt::Display for Stat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:8.2} ± {:6.2}", self.mean, self.sd)
+    }
+}
+
+fn stat(xs: &[f64]) -> Stat {
+    let n = xs.len().max(1) as f64;
+    let mean = xs.iter().sum::<f64>() / n;
+    let var = xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0).max(1.0);
+    Stat { mean, sd: var.sqrt() }
+}
+
+fn engine(args: EngineBenchArgs) -> Result<()> {
+    if args.reps == 0 || args.pp == 0 || args.tg == 0 {
+        bail!("--reps, --pp and --tg must be positive");
+    }
+    let file_size = std::fs::metadata(&args.model).map(|m| m.len()).unwrap_or(0);
+    let loaded = hearth_models::load(&args.model, &candle_core::Device::Cpu).with_context(|| format!("loading {}", args.model.display()))?;
+    let model = &loaded.model;
+    let vocab = model.config().vocab_size as u32;
+    let tokens: Vec<u32> = (0..args.pp.max(args.tg) as u32).map(|i| (i * 7919 + 13) % vocab).collect();
+    let threads = std::env::var("RAYON_NUM_THREADS").ok().and_then(|v| v.parse().ok()).unwrap_or_else(num_cpus);
+    // Warm-up, as llama-bench does, so page faults of the mapped weights are not timed.
+    run_pp(model, &tokens[..args.pp.min(16)])?;
+    let pp: Vec<f64> = (0..args.reps).map(|_| run_pp(model, &tokens[..args.pp]).map(|s| args.pp as f64 / s)).collect::<Result<_>>()?;
+    let tg: Vec<f64> = (0..args.reps).map(|_| run_tg(model, &tokens[..args.tg]).map(|s| args.tg as f64 / s)).collect::<Result<_>>()?;
+    let rss = peak_rss_bytes();
+    let name = args.model.file_name().and_then(|n| n.to_str()).unwrap_or("model");
+    println!("model: {name} ({} MiB), threads: {threads}, reps: {}", file_size >> 20, args.reps);
+    println!("| engine    | pp{:<4} tok/s      | tg{:<4} tok/s      | peak RSS MiB |", args.pp, args.tg);
+    println!("|-----------|-------------------|-------------------|--------------|");
+    let (pp, tg) = (stat(&pp), stat(&tg));
+    println!("| hearth    | {pp} | {tg} | {:>12} |", rss >> 20);
+    if let Some(lb) = &args.llama_bench {
+        let (lpp, ltg, lrss) = llama_bench(lb, &args, threads)?;
+        println!("| llama.cpp | {lpp} | {ltg} | {:>12} |", lrss >> 20);
+        println!("ratio hearth/llama.cpp: pp {:.2}x, tg {:.2}x, peak RSS {:.2}x", pp.mean / lpp.mean, tg.mean / ltg.mean, rss as f64 / lrss.max(1) as f64);
+    }
+    Ok(())
+}
+
+fn num_cpus() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+}
+
+fn fresh_cache(model: &Transformer, tokens: usize) -> Result<(PagedKvCache, Vec<usize>)> {
+    let blocks = tokens.div_ceil(16);
+    Ok((PagedKvCache::new(model.kv_cache_config(blocks, 16), model.device())?, (0..blocks).collect()))
+}
+
+/// Seconds to process `tokens` as one prompt.
+fn run_pp(model: &Transformer, tokens: &[u32]) -> Result<f64> {
+    let (cache, table) = fresh_cache(model, tokens.len())?;
+    let t = Instant::now();
+    let seq = SeqBatch { cached: 0, n_new: tokens.len(), block_table: table, all_logits: false };
+    model.forward(tokens, &[seq], &cache)?.to_vec2::<f32>()?;
+    Ok(t.elapsed().as_secs_f64())
+}
+
+/// Seconds to generate `tokens.len()` tokens one by one from an empty context.
+fn run_tg(model: &Transformer, tokens: &[u32]) -> Result<f64> {
+    let (cache, table) = fresh_cache(model, tokens.len())?;
+    let t = Instant::now();
+    for (pos, &tok) in tokens.iter().enumerate() {
+        let seq = SeqBatch { cached: pos, n_new: 1, block_table: table.clone(), all_logits: false };
+        model.forward(&[tok], &[seq], &cache)?.to_vec2::<f32>()?;
+    }
+    Ok(t.elapsed().as_secs_f64())
+}
+
+/// This process's peak resident set (VmHWM), in bytes.
+fn peak_rss_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// Runs llama-bench; returns (pp, tg, peak RSS bytes of the child).
+fn llama_bench(bin: &PathBuf, args: &EngineBenchArgs, threads: usize) -> Result<(Stat, Stat, u64)> {
+    let out = Command::new(bin)
+        .args(["-m"]).arg(&args.model)
+        .args(["-p", &args.pp.to_string(), "-n", &args.tg.to_string(), "-r", &args.reps.to_string()])
+        .args(["-t", &threads.to_string(), "-o", "json"])
+        .output()
+        .with_context(|| format!("running {}", bin.display()))?;
+    if !out.status.success() {
+        bail!("llama-bench failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).context("parsing llama-bench JSON")?;
+    let pick = |prompt: bool| -> Result<Stat> {
+        let row = rows
+            .as_array()
+            .and_then(|a| a.iter().find(|r| (r["n_prompt"].as_u64().unwrap_or(0) > 0) == prompt))
+            .context("llama-bench printed no result row")?;
+        Ok(Stat { mean: row["avg_ts"].as_f64().unwrap_or(0.0), sd: row["stddev_ts"].as_f64().unwrap_or(0.0) })
+    };
+    Ok((pick(true)?, pick(false)?, children_peak_rss()))
+}
+
+/// Peak RSS of the largest finished child process, in bytes.
+fn children_peak_rss() -> u64 {
+    // SAFETY: getrusage only writes into the struct we pass.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let rc = unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) };
+    if rc == 0 { usage.ru_maxrss as u64 * 1024 } else { 0 }
+}

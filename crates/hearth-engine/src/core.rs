@@ -1,0 +1,245 @@
+//! The engine proper: owns the model, the paged KV cache and the scheduler state, and advances every
+//! running sequence by one step per call. Synchronous; [`crate::handle`] runs it on its own thread.
+
+use crate::blocks::BlockAllocator;
+use crate::events::GenerationEvent;
+use crate::sampling::{Sampler, SamplingParams};
+use crate::sequence::{Progress, Sequence};
+use crate::{EngineError, Result};
+use hearth_formats::tokenizer::Tokenizer;
+use hearth_layers::PagedKvCache;
+use hearth_models::{SeqBatch, Transformer};
+use std::collections::VecDeque;
+use std::sync::mpsc::Sender;
+use std::sync::Arc;
+
+/// Sizes of the KV cache and of each step.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EngineConfig {
+    /// Tokens per KV block.
+    pub block_size: usize,
+    /// Memory for the KV cache; `None` sizes it for `max_running` full contexts, capped at 2 GiB.
+    pub kv_cache_bytes: Option<usize>,
+    /// Most tokens computed in one step (prefill is chunked to this, so long prompts don't stall streams).
+    pub max_batch_tokens: usize,
+    /// Most sequences running at once; the rest wait.
+    pub max_running: usize,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self { block_size: 16, kv_cache_bytes: None, max_batch_tokens: 512, max_running: 64 }
+    }
+}
+
+const DEFAULT_KV_CAP: usize = 2 << 30;
+
+/// A request for the engine: token ids and how to sample.
+#[derive(Debug, Clone)]
+pub struct GenerateRequest {
+    pub prompt: Vec<u32>,
+    pub params: SamplingParams,
+}
+
+pub struct EngineCore {
+    model: Transformer,
+    tokenizer: Arc<Tokenizer>,
+    eos_ids: Vec<u32>,
+    cache: PagedKvCache,
+    blocks: BlockAllocator,
+    config: EngineConfig,
+    waiting: VecDeque<Sequence>,
+    running: Vec<Sequence>,
+    next_id: u64,
+    preemptions: u64,
+}
+
+impl EngineCore {
+    pub fn new(model: Transformer, tokenizer: Arc<Tokenizer>, eos_ids: Vec<u32>, config: EngineConfig) -> Result<Self> {
+        let per_token = model.kv_cache_config(1, 1).bytes_per_token();
+        let context = model.config().context_length;
+        let budget = config
+            .kv_cache_bytes
+            .unwrap_or_else(|| (per_token * context * config.max_running.max(1)).min(DEFAULT_KV_CAP));
+        let num_blocks = model.kv_cache_config(0, config.block_size).blocks_for_budget(budget);
+        if num_blocks == 0 {
+            return Err(EngineError::Config(format!("a KV cache of {budget} bytes holds no block of {} tokens", config.block_size)));
+        }
+        let cache = PagedKvCache::new(model.kv_cache_config(num_blocks, config.block_size), model.device())?;
+        Ok(Self {
+            blocks: BlockAllocator::new(num_blocks, config.block_size),
+            model,
+            tokenizer,
+            eos_ids,
+            cache,
+            config,
+            waiting: VecDeque::new(),
+            running: Vec::new(),
+            next_id: 0,
+            preemptions: 0,
+        })
+    }
+
+    pub fn tokenizer(&self) -> &Arc<Tokenizer> {
+        &self.tokenizer
+    }
+
+    pub fn model(&self) -> &Transformer {
+        &self.model
+    }
+
+    pub fn has_work(&self) -> bool {
+        !self.waiting.is_empty() || !self.running.is_empty()
+    }
+
+    pub fn preemptions(&self) -> u64 {
+        self.preemptions
+    }
+
+    /// Positions the KV cache can hold in total.
+    pub fn capacity_tokens(&self) -> usize {
+        self.blocks.total() * self.blocks.block_size()
+    }
+
+    /// Queue a request; errors (sent as the only event) if it can never run.
+    pub fn submit(&mut self, req: GenerateRequest, events: Sender<GenerationEvent>) {
+        if let Err(e) = self.check_request(&req) {
+            let _ = events.send(GenerationEvent::Error(e.to_string()));
+            return;
+        }
+        let context = self.model.config().context_length;
+        let room = context - req.prompt.len();
+        let max_tokens = req.params.max_tokens.map_or(room, |m| m.min(room));
+        let sampler = match Sampler::new(req.params, &self.eos_ids) {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = events.send(GenerationEvent::Error(e.to_string()));
+                return;
+            }
+        };
+        self.next_id += 1;
+        self.waiting.push_back(Sequence::new(self.next_id, req.prompt, sampler, max_tokens, events));
+    }
+
+    fn check_request(&self, req: &GenerateRequest) -> Result<()> {
+        let context = self.model.config().context_length;
+        let vocab = self.model.config().vocab_size as u32;
+        if req.prompt.is_empty() {
+            return Err(EngineError::BadRequest("the prompt has no tokens".into()));
+        }
+        if let Some(bad) = req.prompt.iter().find(|&&t| t >= vocab) {
+            return Err(EngineError::BadRequest(format!("token id {bad} is outside the vocabulary ({vocab})")));
+        }
+        if req.prompt.len() >= context {
+            return Err(EngineError::PromptTooLong { prompt: req.prompt.len(), limit: context - 1 });
+        }
+        if req.prompt.len() + 1 > self.capacity_tokens() {
+            return Err(EngineError::PromptTooLong { prompt: req.prompt.len(), limit: self.capacity_tokens() - 1 });
+        }
+        req.params.validate().map_err(|e| EngineError::BadRequest(e.to_string()))
+    }
+
+    /// One scheduling step: decode a token for every running sequence and spend the rest of the token
+    /// budget on prefill. Returns the number of tokens computed.
+    pub fn step(&mut self) -> Result<usize> {
+        self.reserve_decode_blocks();
+        self.admit_waiting();
+        let mut plan: Vec<(usize, usize)> = Vec::new(); // (running index, tokens this step)
+        let mut budget = self.config.max_batch_tokens;
+        for (i, s) in self.running.iter().enumerate() {
+            if budget == 0 {
+                break;
+            }
+            let n = s.pending().min(budget);
+            if n > 0 && s.block_table.len() * self.blocks.block_size() >= s.cached + n {
+                plan.push((i, n));
+                budget -= n;
+            }
+        }
+        if plan.is_empty() {
+            return Ok(0);
+        }
+        let mut tokens = Vec::new();
+        let mut batch = Vec::with_capacity(plan.len());
+        for &(i, n) in &plan {
+            let s = &mut self.running[i];
+            s.mark_prefill_start();
+            tokens.extend_from_slice(&s.tokens[s.cached..s.cached + n]);
+            batch.push(SeqBatch { cached: s.cached, n_new: n, block_table: s.block_table.clone(), all_logits: false });
+        }
+        let t0 = std::time::Instant::now();
+        let logits = self.model.forward(&tokens, &batch, &self.cache)?.to_vec2::<f32>()?;
+        tracing::debug!(tokens = tokens.len(), seqs = batch.len(), forward_ms = t0.elapsed().as_secs_f64() * 1e3, "step");
+        let computed = tokens.len();
+        let mut done = Vec::new();
+        for (row, &(i, n)) in plan.iter().enumerate() {
+            let s = &mut self.running[i];
+            s.cached += n;
+            if s.pending() > 0 {
+                continue; // prompt chunk: more to prefill before sampling
+            }
+            let progress = match s.sampler.sample(&logits[row], &s.tokens) {
+                Ok(tok) => s.accept(tok, &self.tokenizer, self.model.config().context_length),
+                Err(e) => s.fail(format!("sampling failed: {e}")),
+            };
+            if !matches!(progress, Progress::Continue) {
+                done.push(i);
+            }
+        }
+        tracing::debug!(total_ms = t0.elapsed().as_secs_f64() * 1e3, "step done");
+        for i in done.into_iter().rev() {
+            let mut s = self.running.remove(i);
+            self.blocks.release(&mut s.block_table);
+        }
+        Ok(computed)
+    }
+
+    /// Make sure each decoding sequence has a slot for its next token, preempting the newest
+    /// sequences (their KV is dropped and recomputed later) when blocks run out.
+    fn reserve_decode_blocks(&mut self) {
+        let mut i = 0;
+        while i < self.running.len() {
+            let needed = self.running[i].cached + self.running[i].pending().min(1);
+            let s = &mut self.running[i];
+            if self.blocks.grow(&mut s.block_table, needed) {
+                i += 1;
+                continue;
+            }
+            // Out of blocks: the newest running sequence yields (vLLM's recompute preemption).
+            let Some(mut victim) = self.running.pop() else { break };
+            self.blocks.release(&mut victim.block_table);
+            victim.reset_cache();
+            self.waiting.push_front(victim);
+            self.preemptions += 1;
+        }
+    }
+
+    /// Move waiting sequences into the running set while there is room for their first chunk.
+    fn admit_waiting(&mut self) {
+        while self.running.len() < self.config.max_running {
+            let Some(s) = self.waiting.front_mut() else { break };
+            let first_chunk = s.pending().min(self.config.max_batch_tokens);
+            if !self.blocks.grow(&mut s.block_table, s.cached + first_chunk) {
+                break;
+            }
+            if let Some(s) = self.waiting.pop_front() {
+                self.running.push(s);
+            }
+        }
+        // Running prefills need blocks for their next chunk too.
+        for s in &mut self.running {
+            let chunk = s.pending().min(self.config.max_batch_tokens);
+            let _ = self.blocks.grow(&mut s.block_table, s.cached + chunk);
+        }
+    }
+}
+
+impl EngineCore {
+    /// A step failed (a tensor or device error): every sequence gets the error and its blocks back.
+    pub fn fail_all(&mut self, message: &str) {
+        for mut s in self.running.drain(..).chain(self.waiting.drain(..)) {
+            let _ = s.fail(message.to_string());
+            self.blocks.release(&mut s.block_table);
+        }
+    }
+}

@@ -1,0 +1,74 @@
+//! A linear layer whose weight is dense or quantized, chosen when the model is loaded.
+//!
+//! This is the seam where hearth's own quantized kernels plug in: callers only see `Linear::forward`.
+
+use crate::Result;
+use crate::quant::QuantMatrix;
+use candle_core::quantized::{QMatMul, QTensor};
+use candle_core::{Module, Tensor};
+use std::sync::Arc;
+
+#[derive(Debug, Clone)]
+enum Weight {
+    /// `[out, in]` dense weight (f32/f16/bf16).
+    Dense(Tensor),
+    /// Block-quantized weight on an accelerator, through candle's kernels.
+    Quantized(QMatMul),
+    /// Block-quantized weight on the CPU, read in place, multiplied with llama.cpp's numerics.
+    Blocks(QuantMatrix),
+}
+
+/// `y = x W^T + b` with `W` of shape `[out_features, in_features]`.
+#[derive(Debug, Clone)]
+pub struct Linear {
+    weight: Weight,
+    bias: Option<Tensor>,
+    out_features: usize,
+}
+
+impl Linear {
+    pub fn dense(weight: Tensor, bias: Option<Tensor>) -> Result<Self> {
+        let (out_features, _) = weight.dims2()?;
+        Ok(Self { weight: Weight::Dense(weight), bias, out_features })
+    }
+
+    /// A quantized weight; float GGUF tensors (F32/F16/BF16) are dequantized once here.
+    pub fn quantized(weight: Arc<QTensor>, bias: Option<Tensor>) -> Result<Self> {
+        let (out_features, _) = weight.shape().dims2()?;
+        let weight = match QMatMul::from_arc(weight)? {
+            QMatMul::Tensor(t) | QMatMul::TensorF16(t) => Weight::Dense(t),
+            q => Weight::Quantized(q),
+        };
+        Ok(Self { weight, bias, out_features })
+    }
+
+    /// A block-quantized CPU weight read in place.
+    pub fn blocks(weight: QuantMatrix, bias: Option<Tensor>) -> Self {
+        let out_features = weight.shape().0;
+        Self { weight: Weight::Blocks(weight), bias, out_features }
+    }
+
+    pub fn out_features(&self) -> usize {
+        self.out_features
+    }
+
+    pub fn is_quantized(&self) -> bool {
+        matches!(self.weight, Weight::Quantized(_) | Weight::Blocks(_))
+    }
+
+    /// `x`: `[..., in]` → `[..., out]`.
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let y = match &self.weight {
+            Weight::Quantized(q) => q.forward(x)?,
+            Weight::Blocks(m) => m.forward(x)?,
+            Weight::Dense(w) => {
+                let w = if w.dtype() == x.dtype() { w.clone() } else { w.to_dtype(x.dtype())? };
+                x.broadcast_matmul(&w.t()?)?
+            }
+        };
+        match &self.bias {
+            Some(b) => Ok(y.broadcast_add(b)?),
+            None => Ok(y),
+        }
+    }
+}

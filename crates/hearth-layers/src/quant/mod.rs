@@ -1,0 +1,153 @@
+//! Quantized matrices multiplied the way llama.cpp multiplies them: activations are quantized to the
+//! 8-bit block format each weight format's dot product expects (Q8_0, Q8_1 or Q8_K), with llama.cpp's
+//! rounding, so hearth's quantized path agrees with the reference implementation, not just with f32.
+//!
+//! Weights are read in place from their source (a memory-mapped GGUF file): nothing is copied.
+
+mod activations;
+mod dot;
+
+use crate::{LayerError, Result};
+use candle_core::quantized::k_quants::{self as kq, GgmlType};
+use candle_core::quantized::GgmlDType;
+use candle_core::{DType, Device, Tensor};
+use rayon::prelude::*;
+use std::sync::Arc;
+
+/// Bytes of one quantized tensor, e.g. a slice of a memory-mapped file.
+pub trait ByteSource: Send + Sync {
+    fn bytes(&self) -> &[u8];
+}
+
+impl ByteSource for Vec<u8> {
+    fn bytes(&self) -> &[u8] {
+        self
+    }
+}
+
+/// A `[rows, cols]` block-quantized matrix (row-major, each row a run of blocks).
+#[derive(Clone)]
+pub struct QuantMatrix {
+    dtype: GgmlDType,
+    rows: usize,
+    cols: usize,
+    source: Arc<dyn ByteSource>,
+}
+
+impl std::fmt::Debug for QuantMatrix {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "QuantMatrix({:?}, {}x{})", self.dtype, self.rows, self.cols)
+    }
+}
+
+/// Output rows per parallel task: big enough to amortise scheduling, small enough to balance cores.
+const ROWS_PER_TASK: usize = 64;
+
+impl QuantMatrix {
+    /// Checks that `source` holds exactly `rows` rows of `cols` elements in `dtype` blocks.
+    pub fn new(dtype: GgmlDType, rows: usize, cols: usize, source: Arc<dyn ByteSource>) -> Result<Self> {
+        let bad = |detail: String| LayerError::Shape { what: format!("{dtype:?} matrix {rows}x{cols}"), detail };
+        if !dot::supported(dtype) {
+            return Err(bad("this block type has no hearth kernel".into()));
+        }
+        let block = dtype.block_size();
+        if cols % block != 0 {
+            return Err(bad(format!("row length is not a multiple of the block size {block}")));
+        }
+        let want = rows * (cols / block) * dtype.type_size();
+        let have = source.bytes().len();
+        if have != want {
+            return Err(bad(format!("{have} bytes of data, expected {want}")));
+        }
+        if source.bytes().as_ptr() as usize % 4 != 0 {
+            return Err(bad("data is not 4-byte aligned".into()));
+        }
+        Ok(Self { dtype, rows, cols, source })
+    }
+
+    pub fn dtype(&self) -> GgmlDType {
+        self.dtype
+    }
+
+    pub fn shape(&self) -> (usize, usize) {
+        (self.rows, self.cols)
+    }
+
+    fn row_bytes(&self) -> usize {
+        self.cols / self.dtype.block_size() * self.dtype.type_size()
+    }
+
+    /// `x`: `[..., cols]` (any float dtype) → `[..., rows]` f32.
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let mut out_dims = x.dims().to_vec();
+        let k = out_dims.pop().unwrap_or(0);
+        if k != self.cols {
+            return Err(LayerError::Shape { what: "quantized matmul input".into(), detail: format!("{k} columns, weight has {}", self.cols) });
+        }
+        let xs = x.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+        let m = xs.len() / k.max(1);
+        let out = self.matmul(&xs, m);
+        out_dims.push(self.rows);
+        Ok(Tensor::from_vec(out, out_dims, x.device())?)
+    }
+
+    /// `xs`: `m` rows of `cols` floats → `m` rows of `rows` floats.
+    pub fn matmul(&self, xs: &[f32], m: usize) -> Vec<f32> {
+        let acts = activations::quantize(self.dtype, xs, m, self.cols);
+        let (n, rb) = (self.rows, self.row_bytes());
+        let weights = self.source.bytes();
+        // Output computed weight-row-major so each task owns a contiguous slice, then transposed.
+        let mut out_t = vec![0f32; n * m];
+        out_t.par_chunks_mut(ROWS_PER_TASK * m).enumerate().for_each(|(task, chunk)| {
+            for (i, col) in chunk.chunks_mut(m).enumerate() {
+                let r = task * ROWS_PER_TASK + i;
+                let w = &weights[r * rb..(r + 1) * rb];
+                for (j, o) in col.iter_mut().enumerate() {
+                    *o = dot::row_dot(self.dtype, w, &acts, j, self.cols);
+                }
+            }
+        });
+        if m == 1 {
+            return out_t;
+        }
+        let mut out = vec![0f32; m * n];
+        for r in 0..n {
+            for j in 0..m {
+                out[j * n + r] = out_t[r * m + j];
+            }
+        }
+        out
+    }
+
+    /// Rows `ids` dequantized, as `[ids.len(), cols]` f32 (embedding lookup).
+    pub fn rows_f32(&self, ids: &[u32], device: &Device) -> Result<Tensor> {
+        let rb = self.row_bytes();
+        let mut out = vec![0f32; ids.len() * self.cols];
+        for (dst, &id) in out.chunks_mut(self.cols).zip(ids) {
+            let id = id as usize;
+            if id >= self.rows {
+                return Err(LayerError::Shape { what: "embedding lookup".into(), detail: format!("token {id} of {} rows", self.rows) });
+            }
+            dot::dequantize(self.dtype, &self.source.bytes()[id * rb..(id + 1) * rb], dst);
+        }
+        Ok(Tensor::from_vec(out, (ids.len(), self.cols), device)?)
+    }
+
+    /// The whole matrix as f32 (for conversion and for tests).
+    pub fn to_f32(&self, device: &Device) -> Result<Tensor> {
+        let ids: Vec<u32> = (0..self.rows as u32).collect();
+        self.rows_f32(&ids, device)
+    }
+}
+
+/// Reinterpret raw block bytes as candle's block structs (alignment checked in `QuantMatrix::new`).
+pub(crate) fn as_blocks<T: GgmlType>(bytes: &[u8]) -> &[T] {
+    let n = bytes.len() / std::mem::size_of::<T>();
+    debug_assert_eq!(bytes.as_ptr() as usize % std::mem::align_of::<T>(), 0);
+    // SAFETY: T is a repr(C) block of plain integers and f16/f32 with alignment <= 4; the pointer is
+    // 4-byte aligned (checked at construction) and n * size_of::<T>() <= bytes.len().
+    unsafe { std::slice::from_raw_parts(bytes.as_ptr() as *const T, n) }
+}
+
+#[allow(unused_imports)]
+pub(crate) use kq::BlockQ8K;

@@ -1,0 +1,171 @@
+//! Rotary position embeddings with the scaling variants hearth supports.
+//!
+//! Tables of cos/sin are precomputed once per (base, scaling) up to the model's context length; a
+//! forward pass gathers the rows of each token's own position, so one batch can mix sequences at
+//! different positions.
+
+use crate::Result;
+use candle_core::{DType, Device, Tensor};
+
+/// How the rotated pairs are laid out in a head.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RopeStyle {
+    /// Adjacent pairs (x0,x1), (x2,x3)…: llama.cpp's layout for `llama` GGUF files, whose q/k rows the
+    /// converter permuted.
+    Interleaved,
+    /// First half with second half (GPT-NeoX / Hugging Face layout).
+    Half,
+}
+
+/// Frequency scaling of the rotary base.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RopeScaling {
+    None,
+    /// Positions divided by `factor` (linear interpolation).
+    Linear { factor: f32 },
+    /// Llama 3.x: long wavelengths slowed by `factor`, short ones kept, smooth in between.
+    Llama3 { factor: f32, low_freq_factor: f32, high_freq_factor: f32, original_max_position: f32 },
+    /// Per-frequency divisors as stored by llama.cpp in a `rope_freqs.weight` tensor.
+    FreqFactors(Vec<f32>),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RopeConfig {
+    pub head_dim: usize,
+    /// How many leading dims of each head are rotated (all of them for every family hearth has).
+    pub rotary_dim: usize,
+    pub base: f32,
+    pub scaling: RopeScaling,
+    pub style: RopeStyle,
+    pub max_positions: usize,
+}
+
+impl RopeConfig {
+    /// The inverse frequency of each rotated pair after scaling.
+    pub fn inv_freqs(&self) -> Vec<f32> {
+        let half = self.rotary_dim / 2;
+        (0..half)
+            .map(|i| {
+                let f = 1.0 / (self.base as f64).powf(2.0 * i as f64 / self.rotary_dim as f64);
+                scale_freq(f, i, &self.scaling) as f32
+            })
+            .collect()
+    }
+}
+
+fn scale_freq(freq: f64, index: usize, scaling: &RopeScaling) -> f64 {
+    match scaling {
+        RopeScaling::None => freq,
+        RopeScaling::Linear { factor } => freq / *factor as f64,
+        RopeScaling::FreqFactors(factors) => freq / factors.get(index).copied().unwrap_or(1.0) as f64,
+        RopeScaling::Llama3 { factor, low_freq_factor, high_freq_factor, original_max_position } => {
+            let (factor, low, high, orig) =
+                (*factor as f64, *low_freq_factor as f64, *high_freq_factor as f64, *original_max_position as f64);
+            let wavelen = 2.0 * std::f64::consts::PI / freq;
+            if wavelen < orig / high {
+                freq
+            } else if wavelen > orig / low {
+                freq / factor
+            } else {
+                let smooth = (orig / wavelen - low) / (high - low);
+                (1.0 - smooth) * freq / factor + smooth * freq
+            }
+        }
+    }
+}
+
+/// Precomputed cos/sin tables for one rope configuration.
+#[derive(Debug, Clone)]
+pub struct RotaryEmbedding {
+    cos: Tensor,
+    sin: Tensor,
+    style: RopeStyle,
+}
+
+impl RotaryEmbedding {
+    pub fn new(config: &RopeConfig, device: &Device) -> Result<Self> {
+        let inv = config.inv_freqs();
+        let half = inv.len();
+        let n = config.max_positions.max(1);
+        let mut cos = Vec::with_capacity(n * half);
+        let mut sin = Vec::with_capacity(n * half);
+        for pos in 0..n {
+            for f in &inv {
+                let angle = pos as f64 * *f as f64;
+                cos.push(angle.cos() as f32);
+                sin.push(angle.sin() as f32);
+            }
+        }
+        Ok(Self {
+            cos: Tensor::from_vec(cos, (n, half), device)?,
+            sin: Tensor::from_vec(sin, (n, half), device)?,
+            style: config.style,
+        })
+    }
+
+    /// Rotate `x` of shape `[tokens, heads, head_dim]`; `positions` is a u32 tensor `[tokens]`.
+    pub fn apply(&self, x: &Tensor, positions: &Tensor) -> Result<Tensor> {
+        let cos = self.cos.index_select(positions, 0)?;
+        let sin = self.sin.index_select(positions, 0)?;
+        let dtype = x.dtype();
+        // candle's rope kernels take [batch, heads, seq, dim]; tokens play the role of seq.
+        let xt = x.to_dtype(DType::F32)?.transpose(0, 1)?.unsqueeze(0)?.contiguous()?;
+        let rotated = match self.style {
+            RopeStyle::Interleaved => candle_nn::rotary_emb::rope_i(&xt, &cos, &sin)?,
+            RopeStyle::Half => candle_nn::rotary_emb::rope(&xt, &cos, &sin)?,
+        };
+        Ok(rotated.squeeze(0)?.transpose(0, 1)?.to_dtype(dtype)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(scaling: RopeScaling) -> RopeConfig {
+        RopeConfig { head_dim: 8, rotary_dim: 8, base: 10000.0, scaling, style: RopeStyle::Half, max_positions: 4 }
+    }
+
+    #[test]
+    fn llama3_scaling_keeps_high_and_divides_low_frequencies() {
+        let plain = config(RopeScaling::None).inv_freqs();
+        let scaled = config(RopeScaling::Llama3 {
+            factor: 8.0,
+            low_freq_factor: 1.0,
+            high_freq_factor: 4.0,
+            original_max_position: 64.0,
+        })
+        .inv_freqs();
+        // wavelength of pair 0 is 2π < 64/4: unchanged; pair 3 (freq 1e-3) has wavelength 6283 > 64: divided.
+        assert_eq!(plain[0], scaled[0]);
+        assert!((scaled[3] - plain[3] / 8.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn half_and_interleaved_rotate_position_zero_to_identity() -> Result<()> {
+        let dev = Device::Cpu;
+        let x = Tensor::arange(0f32, 16.0, &dev)?.reshape((1, 2, 8))?;
+        for style in [RopeStyle::Half, RopeStyle::Interleaved] {
+            let rope = RotaryEmbedding::new(&RopeConfig { style, ..config(RopeScaling::None) }, &dev)?;
+            let pos = Tensor::new(&[0u32], &dev)?;
+            let y = rope.apply(&x, &pos)?;
+            let diff = (y - &x)?.abs()?.max_all()?.to_scalar::<f32>()?;
+            assert!(diff < 1e-6, "{style:?} moved position 0 by {diff}");
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn interleaved_rotates_adjacent_pairs() -> Result<()> {
+        let dev = Device::Cpu;
+        let cfg = RopeConfig { style: RopeStyle::Interleaved, ..config(RopeScaling::None) };
+        let rope = RotaryEmbedding::new(&cfg, &dev)?;
+        // x = unit vector on dim 0: at position 1 pair (0,1) rotates by angle 1 rad (inv_freq[0] = 1).
+        let mut v = vec![0f32; 8];
+        v[0] = 1.0;
+        let x = Tensor::from_vec(v, (1, 1, 8), &dev)?;
+        let y = rope.apply(&x, &Tensor::new(&[1u32], &dev)?)?.flatten_all()?.to_vec1::<f32>()?;
+        assert!((y[0] - 1f32.cos()).abs() < 1e-6 && (y[1] - 1f32.sin()).abs() < 1e-6, "{y:?}");
+        Ok(())
+    }
+}

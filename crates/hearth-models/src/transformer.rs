@@ -1,0 +1,325 @@
+//! The decoder shared by every family: embeddings → N × (attention, MLP) → norm → logits.
+//!
+//! `forward` takes a batch of sequences, each with its own positions and block table into a paged KV
+//! cache that the caller owns, so continuous batching needs nothing more from the model.
+
+use crate::config::{Activation, Family, ModelConfig};
+use crate::weights::{Weight, WeightFiles};
+use crate::{ModelError, Result};
+use candle_core::quantized::QTensor;
+use candle_core::{DType, Device, Tensor};
+use hearth_layers::attention::{first_visible_position, paged_attention, AttentionParams, SeqContext};
+use hearth_layers::{KvCacheConfig, Linear, PagedKvCache, RmsNorm, RopeConfig, RotaryEmbedding};
+use std::sync::Arc;
+
+/// One sequence's slice of a batch.
+#[derive(Debug, Clone)]
+pub struct SeqBatch {
+    /// Tokens of this sequence already in the cache; the new tokens sit at positions `cached..`.
+    pub cached: usize,
+    /// New tokens of this sequence in the batch's token list (they are contiguous there).
+    pub n_new: usize,
+    /// Cache block ids of this sequence, covering positions `0..cached + n_new`.
+    pub block_table: Vec<usize>,
+    /// Logits for every new token (teacher forcing, prompt logprobs) instead of just the last.
+    pub all_logits: bool,
+}
+
+struct Attention {
+    q: Linear,
+    k: Linear,
+    v: Linear,
+    o: Linear,
+    q_norm: Option<RmsNorm>,
+    k_norm: Option<RmsNorm>,
+}
+
+struct Mlp {
+    gate: Linear,
+    up: Linear,
+    down: Linear,
+}
+
+struct Block {
+    attn_norm: RmsNorm,
+    attn: Attention,
+    attn_post_norm: Option<RmsNorm>,
+    ffn_norm: RmsNorm,
+    mlp: Mlp,
+    ffn_post_norm: Option<RmsNorm>,
+}
+
+enum Embedding {
+    Quantized(Arc<QTensor>),
+    Blocks(hearth_layers::quant::QuantMatrix),
+    Dense(Tensor),
+}
+
+pub struct Transformer {
+    config: ModelConfig,
+    device: Device,
+    embedding: Embedding,
+    blocks: Vec<Block>,
+    norm: RmsNorm,
+    lm_head: Linear,
+    rope_global: RotaryEmbedding,
+    rope_local: Option<RotaryEmbedding>,
+}
+
+impl Transformer {
+    pub fn load(config: ModelConfig, files: &WeightFiles, device: &Device) -> Result<Self> {
+        let loader = Loader { files, family: config.family, device, cfg: &config };
+        let embed_weight = loader.weight("token_embd.weight")?;
+        let lm_head = match files.get("output.weight", config.family, device)? {
+            Some(w) => loader.linear_of(w, None)?,
+            None => loader.linear_of(embed_weight.clone(), None)?, // tied embeddings
+        };
+        let embedding = match embed_weight {
+            Weight::Quantized(q) => Embedding::Quantized(q),
+            Weight::Blocks(m) => Embedding::Blocks(m),
+            Weight::Dense(t) => Embedding::Dense(t),
+        };
+        let blocks = (0..config.n_layers).map(|i| loader.block(i)).collect::<Result<Vec<_>>>()?;
+        let rope = |base: f32, scaling| RopeConfig {
+            head_dim: config.head_dim,
+            rotary_dim: config.head_dim,
+            base,
+            scaling,
+            style: config.rope_style,
+            max_positions: config.context_length,
+        };
+        let rope_global = RotaryEmbedding::new(&rope(config.rope_base, config.rope_scaling.clone()), device)?;
+        let rope_local = match config.local_rope_base {
+            Some(base) => Some(RotaryEmbedding::new(&rope(base, hearth_layers::RopeScaling::None), device)?),
+            None => None,
+        };
+        Ok(Self {
+            norm: loader.norm("output_norm.weight")?,
+            config,
+            device: device.clone(),
+            embedding,
+            blocks,
+            lm_head,
+            rope_global,
+            rope_local,
+        })
+    }
+
+    pub fn config(&self) -> &ModelConfig {
+        &self.config
+    }
+
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// The shape of a KV cache for this model with `num_blocks` blocks of `block_size` tokens.
+    pub fn kv_cache_config(&self, num_blocks: usize, block_size: usize) -> KvCacheConfig {
+        KvCacheConfig {
+            num_blocks,
+            block_size,
+            n_layers: self.config.n_layers,
+            n_kv_heads: self.config.n_kv_heads,
+            head_dim: self.config.head_dim,
+            dtype: DType::F32,
+        }
+    }
+
+    /// Runs the batch; returns logits `[rows, vocab]` where each sequence contributes its last new
+    /// token's row (or all its new tokens' rows when `all_logits`), in batch order.
+    pub fn forward(&self, tokens: &[u32], seqs: &[SeqBatch], cache: &PagedKvCache) -> Result<Tensor> {
+        let plan = BatchPlan::new(tokens.len(), seqs, cache.config().block_size, &self.config, &self.device)?;
+        let ids = Tensor::new(tokens, &self.device)?;
+        let mut x = match &self.embedding {
+            Embedding::Quantized(q) => q.embedding(&ids)?,
+            Embedding::Blocks(m) => m.rows_f32(tokens, &self.device)?,
+            Embedding::Dense(t) => t.index_select(&ids, 0)?.to_dtype(DType::F32)?,
+        };
+        if let Some(scale) = self.config.embed_scale {
+            x = (x * scale as f64)?;
+        }
+        for (i, block) in self.blocks.iter().enumerate() {
+            x = self.block_forward(i, block, &x, &plan, cache)?;
+        }
+        let rows = x.index_select(&plan.logit_rows, 0)?;
+        let mut logits = self.lm_head.forward(&self.norm.forward(&rows)?)?;
+        if let Some(cap) = self.config.final_logit_softcap {
+            logits = ((logits / cap as f64)?.tanh()? * cap as f64)?;
+        }
+        Ok(logits)
+    }
+
+    fn block_forward(&self, layer: usize, b: &Block, x: &Tensor, plan: &BatchPlan, cache: &PagedKvCache) -> Result<Tensor> {
+        let c = &self.config;
+        let t = x.dim(0)?;
+        let h = b.attn_norm.forward(x)?;
+        let mut q = b.attn.q.forward(&h)?.reshape((t, c.n_heads, c.head_dim))?;
+        let mut k = b.attn.k.forward(&h)?.reshape((t, c.n_kv_heads, c.head_dim))?;
+        let v = b.attn.v.forward(&h)?;
+        if let (Some(qn), Some(kn)) = (&b.attn.q_norm, &b.attn.k_norm) {
+            q = qn.forward(&q)?;
+            k = kn.forward(&k)?;
+        }
+        let sliding = c.is_sliding(layer);
+        let rope = match (&self.rope_local, sliding) {
+            (Some(local), true) => local,
+            _ => &self.rope_global,
+        };
+        let q = rope.apply(&q, &plan.positions)?;
+        let k = rope.apply(&k, &plan.positions)?;
+        cache.write(layer, &plan.slots, &k.reshape((t, c.n_kv_heads * c.head_dim))?, &v)?;
+        let params = AttentionParams {
+            n_heads: c.n_heads,
+            n_kv_heads: c.n_kv_heads,
+            head_dim: c.head_dim,
+            scale: c.attn_scale,
+            sliding_window: if sliding { c.sliding_window } else { None },
+            softcap: None,
+        };
+        let mut outs = Vec::with_capacity(plan.seqs.len());
+        for s in &plan.seqs {
+            let (kv_start, slots) = if sliding { (s.local_kv_start, &s.local_slots) } else { (0, &s.global_slots) };
+            let ctx = SeqContext { q_start: s.q_start, kv_start, slots };
+            outs.push(paged_attention(&q.narrow(0, s.offset, s.n_new)?, cache, layer, &ctx, &params)?);
+        }
+        let attn = b.attn.o.forward(&Tensor::cat(&outs, 0)?)?;
+        let attn = match &b.attn_post_norm {
+            Some(n) => n.forward(&attn)?,
+            None => attn,
+        };
+        let x = (x + attn)?;
+        let h = b.ffn_norm.forward(&x)?;
+        let gate = b.mlp.gate.forward(&h)?;
+        let gate = match c.activation {
+            Activation::Silu => candle_nn::ops::silu(&gate)?,
+            Activation::GeluTanh => gate.gelu()?,
+        };
+        let ff = b.mlp.down.forward(&(gate * b.mlp.up.forward(&h)?)?)?;
+        let ff = match &b.ffn_post_norm {
+            Some(n) => n.forward(&ff)?,
+            None => ff,
+        };
+        Ok((x + ff)?)
+    }
+}
+
+/// Per-batch index tensors computed once and shared by every layer.
+struct BatchPlan {
+    positions: Tensor,
+    slots: Vec<usize>,
+    logit_rows: Tensor,
+    seqs: Vec<SeqPlan>,
+}
+
+struct SeqPlan {
+    offset: usize,
+    n_new: usize,
+    q_start: usize,
+    global_slots: Tensor,
+    local_kv_start: usize,
+    local_slots: Tensor,
+}
+
+impl BatchPlan {
+    fn new(n_tokens: usize, seqs: &[SeqBatch], block_size: usize, cfg: &ModelConfig, device: &Device) -> Result<Self> {
+        let total: usize = seqs.iter().map(|s| s.n_new).sum();
+        if total != n_tokens || seqs.iter().any(|s| s.n_new == 0) {
+            return Err(ModelError::BadBatch(format!("{n_tokens} tokens but sequences claim {total} (each needs at least one)")));
+        }
+        let (mut positions, mut slots, mut rows, mut plans) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let mut offset = 0;
+        for s in seqs {
+            let end = s.cached + s.n_new;
+            if end > cfg.context_length {
+                return Err(ModelError::ContextOverflow { needed: end, context_length: cfg.context_length });
+            }
+            let slot_of = |pos: usize| -> Result<usize> {
+                let block = s.block_table.get(pos / block_size).ok_or_else(|| {
+                    ModelError::BadBatch(format!("block table of {} blocks does not cover position {pos}", s.block_table.len()))
+                })?;
+                Ok(block * block_size + pos % block_size)
+            };
+            let all: Vec<u32> = (0..end).map(|p| slot_of(p).map(|x| x as u32)).collect::<Result<_>>()?;
+            positions.extend((s.cached..end).map(|p| p as u32));
+            slots.extend(all[s.cached..].iter().map(|&x| x as usize));
+            let first_row = if s.all_logits { offset } else { offset + s.n_new - 1 };
+            rows.extend((first_row..offset + s.n_new).map(|r| r as u32));
+            let local_kv_start = first_visible_position(s.cached, cfg.sliding_window);
+            plans.push(SeqPlan {
+                offset,
+                n_new: s.n_new,
+                q_start: s.cached,
+                local_slots: Tensor::new(&all[local_kv_start..], device)?,
+                global_slots: Tensor::new(all.as_slice(), device)?,
+                local_kv_start,
+            });
+            offset += s.n_new;
+        }
+        Ok(Self {
+            positions: Tensor::new(positions.as_slice(), device)?,
+            slots,
+            logit_rows: Tensor::new(rows.as_slice(), device)?,
+            seqs: plans,
+        })
+    }
+}
+
+/// Builds layers from weights by their GGUF names.
+struct Loader<'a> {
+    files: &'a WeightFiles,
+    family: Family,
+    device: &'a Device,
+    cfg: &'a ModelConfig,
+}
+
+impl Loader<'_> {
+    fn weight(&self, name: &str) -> Result<Weight> {
+        self.files.require(name, self.family, self.device)
+    }
+
+    fn optional_f32(&self, name: &str) -> Result<Option<Tensor>> {
+        self.files.get(name, self.family, self.device)?.map(|w| w.to_f32(self.device)).transpose()
+    }
+
+    fn linear_of(&self, w: Weight, bias: Option<Tensor>) -> Result<Linear> {
+        Ok(match w {
+            Weight::Quantized(q) => Linear::quantized(q, bias)?,
+            Weight::Blocks(m) => Linear::blocks(m, bias),
+            Weight::Dense(t) => Linear::dense(t, bias)?,
+        })
+    }
+
+    fn linear(&self, prefix: &str) -> Result<Linear> {
+        let bias = self.optional_f32(&format!("{prefix}.bias"))?;
+        self.linear_of(self.weight(&format!("{prefix}.weight"))?, bias)
+    }
+
+    fn norm(&self, name: &str) -> Result<RmsNorm> {
+        let w = self.weight(name)?.to_f32(self.device)?;
+        Ok(RmsNorm::new(w, self.cfg.rms_eps, self.cfg.norm_offset)?)
+    }
+
+    fn optional_norm(&self, name: &str, wanted: bool) -> Result<Option<RmsNorm>> {
+        if wanted { self.norm(name).map(Some) } else { Ok(None) }
+    }
+
+    fn block(&self, i: usize) -> Result<Block> {
+        let p = |s: &str| format!("blk.{i}.{s}");
+        let c = self.cfg;
+        Ok(Block {
+            attn_norm: self.norm(&p("attn_norm.weight"))?,
+            attn: Attention {
+                q: self.linear(&p("attn_q"))?,
+                k: self.linear(&p("attn_k"))?,
+                v: self.linear(&p("attn_v"))?,
+                o: self.linear(&p("attn_output"))?,
+                q_norm: self.optional_norm(&p("attn_q_norm.weight"), c.qk_norm)?,
+                k_norm: self.optional_norm(&p("attn_k_norm.weight"), c.qk_norm)?,
+            },
+            attn_post_norm: self.optional_norm(&p("post_attention_norm.weight"), c.sandwich_norms)?,
+            ffn_norm: self.norm(&p("ffn_norm.weight"))?,
+            mlp: Mlp { gate: self.linear(&p("ffn_gate"))?, up: self.linear(&p("ffn_up"))?, down: self.linear(&p("ffn_down"))? },
+            ffn_post_norm: self.optional_norm(&p("post_ffw_norm.weight"), c.sandwich_norms)?,
+        })
+    }
+}
