@@ -1,7 +1,7 @@
 //! `hearth run MODEL [PROMPT]`: stream a completion, or chat interactively.
 
 use crate::chat::PromptMode;
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use clap::Args;
 use hearth_engine::sampling::SamplingParams;
 use hearth_engine::{EngineConfig, EngineHandle, GenerateRequest, GenerationEvent, GenerationStats};
@@ -85,7 +85,8 @@ pub fn start_engine(model: &std::path::Path, device: &str) -> Result<(EngineHand
     let started = Instant::now();
     let spec: DeviceSpec = device.parse()?;
     let device = hearth_layers::select_device(spec)?;
-    let loaded = hearth_models::load(model, &device).with_context(|| format!("loading {}", model.display()))?;
+    // Model errors already name the file and field.
+    let loaded = hearth_models::load(model, &device)?;
     let engine = EngineHandle::start(loaded, EngineConfig::default())?;
     Ok((engine, started.elapsed()))
 }

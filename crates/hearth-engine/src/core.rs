@@ -130,11 +130,11 @@ impl EngineCore {
         if let Some(bad) = req.prompt.iter().find(|&&t| t >= vocab) {
             return Err(EngineError::BadRequest(format!("token id {bad} is outside the vocabulary ({vocab})")));
         }
-        if req.prompt.len() >= context {
-            return Err(EngineError::PromptTooLong { prompt: req.prompt.len(), limit: context - 1 });
-        }
-        if req.prompt.len() + 1 > self.capacity_tokens() {
-            return Err(EngineError::PromptTooLong { prompt: req.prompt.len(), limit: self.capacity_tokens() - 1 });
+        // One position must stay free for the first generated token.
+        let capacity = self.capacity_tokens();
+        let limit = context.min(capacity).saturating_sub(1);
+        if req.prompt.len() > limit {
+            return Err(EngineError::PromptTooLong { prompt: req.prompt.len(), limit, context, capacity });
         }
         req.params.validate().map_err(|e| EngineError::BadRequest(e.to_string()))
     }
@@ -157,6 +157,10 @@ impl EngineCore {
             }
         }
         if plan.is_empty() {
+            // Prefills hold blocks but none can grow: free the newest so the others progress.
+            if self.running.len() > 1 {
+                self.preempt_newest();
+            }
             return Ok(0);
         }
         let mut tokens = Vec::new();
@@ -169,7 +173,7 @@ impl EngineCore {
         }
         let t0 = std::time::Instant::now();
         let logits = self.model.forward(&tokens, &batch, &self.cache)?.to_vec2::<f32>()?;
-        tracing::debug!(tokens = tokens.len(), seqs = batch.len(), forward_ms = t0.elapsed().as_secs_f64() * 1e3, "step");
+        tracing::debug!(tokens = tokens.len(), seqs = batch.len(), forward_ms = t0.elapsed().as_secs_f64() * 1e3, "forward");
         let computed = tokens.len();
         let mut done = Vec::new();
         for (row, &(i, n)) in plan.iter().enumerate() {
@@ -186,7 +190,6 @@ impl EngineCore {
                 done.push(i);
             }
         }
-        tracing::debug!(total_ms = t0.elapsed().as_secs_f64() * 1e3, "step done");
         for i in done.into_iter().rev() {
             let mut s = self.running.remove(i);
             self.blocks.release(&mut s.block_table);
@@ -195,18 +198,27 @@ impl EngineCore {
     }
 
     /// Make sure each decoding sequence has a slot for its next token, preempting the newest
-    /// sequences (their KV is dropped and recomputed later) when blocks run out.
+    /// sequences (their KV is dropped and recomputed later) when blocks run out. A sequence alone in
+    /// a full cache has reached the cache's length limit and finishes.
     fn reserve_decode_blocks(&mut self) {
         let mut i = 0;
         while i < self.running.len() {
             let needed = self.running[i].cached + self.running[i].pending().min(1);
-            let s = &mut self.running[i];
-            if self.blocks.grow(&mut s.block_table, needed) {
+            if self.blocks.grow(&mut self.running[i].block_table, needed) {
                 i += 1;
-                continue;
+            } else if self.running.len() == 1 {
+                let mut s = self.running.remove(i);
+                s.finish_length(&self.tokenizer);
+                self.blocks.release(&mut s.block_table);
+            } else {
+                self.preempt_newest();
             }
-            // Out of blocks: the newest running sequence yields (vLLM's recompute preemption).
-            let Some(mut victim) = self.running.pop() else { break };
+        }
+    }
+
+    /// vLLM-style recompute preemption: the newest running sequence gives its blocks back and waits.
+    fn preempt_newest(&mut self) {
+        if let Some(mut victim) = self.running.pop() {
             self.blocks.release(&mut victim.block_table);
             victim.reset_cache();
             self.waiting.push_front(victim);

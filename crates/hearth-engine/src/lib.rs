@@ -22,8 +22,8 @@ pub use score::score_tokens;
 pub enum EngineError {
     #[error("bad request: {0}")]
     BadRequest(String),
-    #[error("the prompt has {prompt} tokens but at most {limit} fit in the model's context")]
-    PromptTooLong { prompt: usize, limit: usize },
+    #[error("the prompt has {prompt} tokens but at most {limit} fit (context length {context}, KV cache {capacity} tokens)")]
+    PromptTooLong { prompt: usize, limit: usize, context: usize, capacity: usize },
     #[error("engine configuration: {0}")]
     Config(String),
     #[error("the engine has stopped")]

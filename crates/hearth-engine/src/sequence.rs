@@ -141,6 +141,11 @@ impl Sequence {
         Progress::Finished
     }
 
+    /// End because the KV cache cannot hold another token.
+    pub fn finish_length(&mut self, tokenizer: &Tokenizer) {
+        let _ = self.finish(FinishReason::Length, tokenizer);
+    }
+
     pub fn fail(&mut self, message: String) -> Progress {
         let _ = self.events.send(GenerationEvent::Error(message));
         Progress::Finished
