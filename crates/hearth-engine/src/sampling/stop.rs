@@ -44,6 +44,12 @@ impl StopMatcher {
         // Everything emitted earlier was checked not to begin any stop string, so the earliest
         // match lies entirely in `held`.
         if let Some((position, stop_index)) = self.first_match() {
+            // A longer stop string starting earlier may still complete ("a 日" vs " "): the first
+            // occurrence in the text wins, so wait for it to be decided.
+            if let Some(start) = self.partial_start_before(position) {
+                let rest = self.held.split_off(start);
+                return StopScan::Emit(std::mem::replace(&mut self.held, rest));
+            }
             self.held.truncate(position);
             self.stopped = true;
             return StopScan::Stop {
@@ -56,9 +62,21 @@ impl StopMatcher {
         StopScan::Emit(std::mem::replace(&mut self.held, rest))
     }
 
-    /// Ends the stream: returns the held text, which can no longer become a stop string.
+    /// Ends the stream: returns the held text up to the first stop string it contains, if any.
     pub fn finish(&mut self) -> String {
+        if let Some((position, _)) = self.first_match() {
+            self.held.truncate(position);
+            self.stopped = true;
+        }
         std::mem::take(&mut self.held)
+    }
+
+    /// The first char boundary before `end` from which `held` is an unfinished prefix of a stop string.
+    fn partial_start_before(&self, end: usize) -> Option<usize> {
+        (0..end).filter(|&q| self.held.is_char_boundary(q)).find(|&q| {
+            let tail = &self.held[q..];
+            self.stops.iter().any(|stop| stop.len() > tail.len() && stop.starts_with(tail))
+        })
     }
 
     /// Byte position and index of the earliest stop string in `held` (first listed on a tie).

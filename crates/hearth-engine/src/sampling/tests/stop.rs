@@ -141,3 +141,16 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_longer_stop_starting_earlier_wins_over_a_shorter_one_completed_first() {
+    // Found by the property test: " " completes at byte 1 while "a 日" (starting at 0) is still open.
+    let stops = vec![" ".to_string(), "a 日".to_string()];
+    let mut m = StopMatcher::new(&stops);
+    assert_eq!(m.push("a "), StopScan::Emit(String::new()));
+    assert_eq!(m.push("日"), StopScan::Stop { text: String::new(), stop_index: 1 });
+    // If the stream ends before the longer stop completes, the shorter match still applies.
+    let mut m = StopMatcher::new(&stops);
+    assert_eq!(m.push("a "), StopScan::Emit(String::new()));
+    assert_eq!(m.finish(), "a");
+}
