@@ -124,12 +124,18 @@ impl Sequence {
     fn finish(&mut self, reason: FinishReason, tokenizer: &Tokenizer) -> Progress {
         // Text held back by the decoder or the stop matcher belongs to the output unless a stop string cut it.
         let mut tail = String::new();
+        let mut reason = reason;
         if !self.stops.is_stopped() {
-            if let Ok(rest) = self.decoder.finish(&TextOf(tokenizer)) {
-                let (StopScan::Emit(t) | StopScan::Stop { text: t, .. }) = self.stops.push(&rest);
-                tail.push_str(&t);
+            let rest = self.decoder.finish(&TextOf(tokenizer)).unwrap_or_default();
+            for scan in [self.stops.push(&rest), self.stops.finish()] {
+                match scan {
+                    StopScan::Emit(t) => tail.push_str(&t),
+                    StopScan::Stop { text, stop_index } => {
+                        tail.push_str(&text);
+                        reason = FinishReason::Stop(StopReason::StopString { index: stop_index });
+                    }
+                }
             }
-            tail.push_str(&self.stops.finish());
         }
         self.stats.generated_tokens = self.generated();
         if let Some(first) = self.first_token_at {

@@ -62,13 +62,17 @@ impl StopMatcher {
         StopScan::Emit(std::mem::replace(&mut self.held, rest))
     }
 
-    /// Ends the stream: returns the held text up to the first stop string it contains, if any.
-    pub fn finish(&mut self) -> String {
-        if let Some((position, _)) = self.first_match() {
+    /// Ends the stream: the held text, cut at the first stop string it contains (then reported as a stop).
+    pub fn finish(&mut self) -> StopScan {
+        if self.stopped {
+            return StopScan::Emit(String::new());
+        }
+        if let Some((position, stop_index)) = self.first_match() {
             self.held.truncate(position);
             self.stopped = true;
+            return StopScan::Stop { text: std::mem::take(&mut self.held), stop_index };
         }
-        std::mem::take(&mut self.held)
+        StopScan::Emit(std::mem::take(&mut self.held))
     }
 
     /// The first char boundary before `end` from which `held` is an unfinished prefix of a stop string.

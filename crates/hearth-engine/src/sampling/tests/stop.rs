@@ -29,7 +29,7 @@ fn stop_split_across_increments_is_never_emitted() {
     );
     assert!(m.is_stopped());
     assert_eq!(emitted(m.push("more")), "");
-    assert_eq!(m.finish(), "");
+    assert_eq!(m.finish(), StopScan::Emit(String::new()));
 }
 
 #[test]
@@ -43,7 +43,7 @@ fn held_text_is_released_when_it_stops_matching() {
 fn finish_flushes_held_text() {
     let mut m = matcher(&["</s>"]);
     assert_eq!(emitted(m.push("end </")), "end ");
-    assert_eq!(m.finish(), "</");
+    assert_eq!(m.finish(), StopScan::Emit("</".into()));
 }
 
 #[test]
@@ -75,7 +75,7 @@ fn multibyte_stop_strings_match_across_chunks() {
 fn no_stops_emits_everything_at_once() {
     let mut m = StopMatcher::new(&[String::new()]);
     assert_eq!(emitted(m.push("abc")), "abc");
-    assert_eq!(m.finish(), "");
+    assert_eq!(m.finish(), StopScan::Emit(String::new()));
 }
 
 /// Text over a small alphabet (with multi-byte chars) so stop strings occur often.
@@ -133,7 +133,14 @@ proptest! {
             // Whatever was emitted so far can never be retracted, so it must be a prefix.
             prop_assert!(expected.starts_with(&output), "emitted {:?} beyond {:?}", output, expected);
         }
-        output.push_str(&m.finish());
+        match m.finish() {
+            StopScan::Emit(rest) => output.push_str(&rest),
+            StopScan::Stop { text, stop_index } => {
+                prop_assert!(stopped_with.is_none());
+                output.push_str(&text);
+                stopped_with = Some(stop_index);
+            }
+        }
         prop_assert_eq!(&output, expected);
         match stopped_with {
             Some(index) => prop_assert!(text[output.len()..].starts_with(stops[index].as_str())),
@@ -152,5 +159,5 @@ fn a_longer_stop_starting_earlier_wins_over_a_shorter_one_completed_first() {
     // If the stream ends before the longer stop completes, the shorter match still applies.
     let mut m = StopMatcher::new(&stops);
     assert_eq!(m.push("a "), StopScan::Emit(String::new()));
-    assert_eq!(m.finish(), "a");
+    assert_eq!(m.finish(), StopScan::Stop { text: "a".into(), stop_index: 0 });
 }
