@@ -62,11 +62,14 @@ fn engine(args: EngineBenchArgs) -> Result<()> {
         bail!("--reps, --pp and --tg must be positive");
     }
     let file_size = std::fs::metadata(&args.model).map(|m| m.len()).unwrap_or(0);
+    let threads = std::env::var("RAYON_NUM_THREADS").ok().and_then(|v| v.parse().ok()).unwrap_or_else(num_cpus);
+    // llama.cpp runs first: a child forked from a process that already holds the model would report
+    // the parent's resident pages as its own peak RSS.
+    let reference = args.llama_bench.as_ref().map(|lb| llama_bench(lb, &args, threads)).transpose()?;
     let loaded = hearth_models::load(&args.model, &candle_core::Device::Cpu).with_context(|| format!("loading {}", args.model.display()))?;
     let model = &loaded.model;
     let vocab = model.config().vocab_size as u32;
     let tokens: Vec<u32> = (0..args.pp.max(args.tg) as u32).map(|i| (i * 7919 + 13) % vocab).collect();
-    let threads = std::env::var("RAYON_NUM_THREADS").ok().and_then(|v| v.parse().ok()).unwrap_or_else(num_cpus);
     // Warm-up, as llama-bench does, so page faults of the mapped weights are not timed.
     run_pp(model, &tokens[..args.pp.min(16)])?;
     let pp: Vec<f64> = (0..args.reps).map(|_| run_pp(model, &tokens[..args.pp]).map(|s| args.pp as f64 / s)).collect::<Result<_>>()?;
@@ -78,8 +81,7 @@ fn engine(args: EngineBenchArgs) -> Result<()> {
     println!("|-----------|-------------------|-------------------|--------------|");
     let (pp, tg) = (stat(&pp), stat(&tg));
     println!("| hearth    | {pp} | {tg} | {:>12} |", rss >> 20);
-    if let Some(lb) = &args.llama_bench {
-        let (lpp, ltg, lrss) = llama_bench(lb, &args, threads)?;
+    if let Some((lpp, ltg, lrss)) = reference {
         println!("| llama.cpp | {lpp} | {ltg} | {:>12} |", lrss >> 20);
         println!("ratio hearth/llama.cpp: pp {:.2}x, tg {:.2}x, peak RSS {:.2}x", pp.mean / lpp.mean, tg.mean / ltg.mean, rss as f64 / lrss.max(1) as f64);
     }
