@@ -31,7 +31,7 @@ pub struct ModelContext {
 pub struct EngineHandle {
     commands: Sender<Command>,
     context: Arc<ModelContext>,
-    thread: Arc<Option<JoinHandle<()>>>,
+    thread: Arc<JoinHandle<()>>,
 }
 
 impl EngineHandle {
@@ -53,7 +53,7 @@ impl EngineHandle {
             .name("hearth-engine".into())
             .spawn(move || run_loop(core, rx))
             .map_err(|e| EngineError::Config(format!("cannot start the engine thread: {e}")))?;
-        Ok(Self { commands: tx, context, thread: Arc::new(Some(thread)) })
+        Ok(Self { commands: tx, context, thread: Arc::new(thread) })
     }
 
     pub fn context(&self) -> &ModelContext {
@@ -69,7 +69,7 @@ impl EngineHandle {
 
     /// Whether the engine thread is still alive.
     pub fn is_running(&self) -> bool {
-        self.thread.as_ref().as_ref().is_some_and(|t| !t.is_finished())
+        !self.thread.is_finished()
     }
 }
 

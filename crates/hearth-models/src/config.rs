@@ -188,10 +188,10 @@ impl ModelConfig {
 
     fn validate(self) -> Result<Self> {
         let bad = |field: &str, why: String| Err(ModelError::BadConfig { field: field.into(), reason: why });
-        if self.n_heads == 0 || self.n_kv_heads == 0 || self.n_heads % self.n_kv_heads != 0 {
+        if self.n_heads == 0 || self.n_kv_heads == 0 || !self.n_heads.is_multiple_of(self.n_kv_heads) {
             return bad("head_count_kv", format!("{} query heads cannot share {} kv heads", self.n_heads, self.n_kv_heads));
         }
-        if self.head_dim == 0 || self.head_dim % 2 != 0 {
+        if self.head_dim == 0 || !self.head_dim.is_multiple_of(2) {
             return bad("head_dim", format!("{} must be even and non-zero", self.head_dim));
         }
         for (field, v) in [("vocab_size", self.vocab_size), ("hidden_size", self.hidden_size), ("n_layers", self.n_layers), ("context_length", self.context_length), ("intermediate_size", self.intermediate_size)] {
@@ -230,10 +230,9 @@ fn pattern_layers(n_layers: usize, period: usize) -> Vec<bool> {
 
 fn hf_sliding_window(c: &Value, family: Family) -> Option<usize> {
     // Qwen2 configs carry a sliding_window that is off unless use_sliding_window is true.
-    if family == Family::Qwen2 || family == Family::Qwen3 {
-        if c.get("use_sliding_window").and_then(Value::as_bool) != Some(true) {
-            return None;
-        }
+    let qwen = family == Family::Qwen2 || family == Family::Qwen3;
+    if qwen && c.get("use_sliding_window").and_then(Value::as_bool) != Some(true) {
+        return None;
     }
     c.get("sliding_window").and_then(Value::as_u64).map(|w| w as usize).filter(|&w| w > 0)
 }

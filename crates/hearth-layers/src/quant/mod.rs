@@ -8,7 +8,7 @@ mod activations;
 mod dot;
 
 use crate::{LayerError, Result};
-use candle_core::quantized::k_quants::{self as kq, GgmlType};
+use candle_core::quantized::k_quants::GgmlType;
 use candle_core::quantized::GgmlDType;
 use candle_core::{DType, Device, Tensor};
 use rayon::prelude::*;
@@ -51,7 +51,7 @@ impl QuantMatrix {
             return Err(bad("this block type has no hearth kernel".into()));
         }
         let block = dtype.block_size();
-        if cols % block != 0 {
+        if !cols.is_multiple_of(block) {
             return Err(bad(format!("row length is not a multiple of the block size {block}")));
         }
         let want = rows * (cols / block) * dtype.type_size();
@@ -59,7 +59,7 @@ impl QuantMatrix {
         if have != want {
             return Err(bad(format!("{have} bytes of data, expected {want}")));
         }
-        if source.bytes().as_ptr() as usize % 4 != 0 {
+        if !(source.bytes().as_ptr() as usize).is_multiple_of(4) {
             return Err(bad("data is not 4-byte aligned".into()));
         }
         Ok(Self { dtype, rows, cols, source })
@@ -148,6 +148,3 @@ pub(crate) fn as_blocks<T: GgmlType>(bytes: &[u8]) -> &[T] {
     // 4-byte aligned (checked at construction) and n * size_of::<T>() <= bytes.len().
     unsafe { std::slice::from_raw_parts(bytes.as_ptr() as *const T, n) }
 }
-
-#[allow(unused_imports)]
-pub(crate) use kq::BlockQ8K;
