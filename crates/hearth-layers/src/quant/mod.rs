@@ -6,6 +6,8 @@
 
 mod activations;
 mod dot;
+#[cfg(test)]
+mod tests;
 
 use crate::{LayerError, Result};
 use candle_core::quantized::k_quants::GgmlType;

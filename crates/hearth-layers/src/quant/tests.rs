@@ -1,0 +1,76 @@
+//! Each block format's matmul against an f64 reference on the dequantized weights: the only error
+//! allowed is what 8-bit activation quantization can cause (half a quantum per element).
+
+use super::QuantMatrix;
+use candle_core::quantized::{GgmlDType, QTensor};
+use candle_core::{Device, Tensor};
+use proptest::prelude::*;
+use std::sync::Arc;
+
+const TYPES: [GgmlDType; 10] = [
+    GgmlDType::Q4_0, GgmlDType::Q4_1, GgmlDType::Q5_0, GgmlDType::Q5_1, GgmlDType::Q8_0,
+    GgmlDType::Q2K, GgmlDType::Q3K, GgmlDType::Q4K, GgmlDType::Q5K, GgmlDType::Q6K,
+];
+
+fn matrix(dtype: GgmlDType, w: &[f32], rows: usize, cols: usize) -> QuantMatrix {
+    let t = Tensor::from_slice(w, (rows, cols), &Device::Cpu).expect("tensor");
+    let q = QTensor::quantize(&t, dtype).expect("quantize");
+    let bytes = q.data().expect("bytes").to_vec();
+    QuantMatrix::new(dtype, rows, cols, Arc::new(bytes)).expect("matrix")
+}
+
+/// Largest error 8-bit activation quantization can add to row `r` of `w · x` (plus float slack).
+fn bound(wd: &[f32], x: &[f32], r: usize, cols: usize, block: usize) -> f64 {
+    let mut b = 0.0;
+    for (wb, xb) in wd[r * cols..(r + 1) * cols].chunks(block).zip(x.chunks(block)) {
+        let amax = xb.iter().fold(0f32, |a, v| a.max(v.abs())) as f64;
+        b += wb.iter().map(|v| v.abs() as f64).sum::<f64>() * amax / 127.0 * 0.51;
+    }
+    b * 1.01 + 1e-3
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    #[test]
+    fn quantized_matmul_equals_dequantized_reference(
+        seed in any::<u64>(), rows in 1usize..20, m in 1usize..4, blocks in 1usize..3,
+    ) {
+        let cols = 256 * blocks; // a multiple of every block size, including k-quants' 256
+        let mut state = seed | 1;
+        let mut next = || { state ^= state << 13; state ^= state >> 7; state ^= state << 17; (state % 2001) as f32 / 1000.0 - 1.0 };
+        let w: Vec<f32> = (0..rows * cols).map(|_| next()).collect();
+        let x: Vec<f32> = (0..m * cols).map(|_| next() * 3.0).collect();
+        for dtype in TYPES {
+            let q = matrix(dtype, &w, rows, cols);
+            let wd = q.to_f32(&Device::Cpu).expect("dequantize").flatten_all().expect("flat").to_vec1::<f32>().expect("vec");
+            let y = q.matmul(&x, m);
+            let act_block = if dtype.block_size() == 256 { 256 } else { 32 };
+            for i in 0..m {
+                let xi = &x[i * cols..(i + 1) * cols];
+                for r in 0..rows {
+                    let exact: f64 = (0..cols).map(|c| wd[r * cols + c] as f64 * xi[c] as f64).sum();
+                    let err = (y[i * rows + r] as f64 - exact).abs();
+                    prop_assert!(err <= bound(&wd, xi, r, cols, act_block), "{dtype:?} row {r} of input {i}: {} vs {exact}", y[i * rows + r]);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn embedding_rows_are_the_dequantized_rows() {
+    let (rows, cols) = (5, 64);
+    let w: Vec<f32> = (0..rows * cols).map(|i| ((i * 37 % 101) as f32 - 50.0) / 25.0).collect();
+    let q = matrix(GgmlDType::Q8_0, &w, rows, cols);
+    let all = q.to_f32(&Device::Cpu).expect("all").to_vec2::<f32>().expect("rows");
+    let picked = q.rows_f32(&[3, 0], &Device::Cpu).expect("rows").to_vec2::<f32>().expect("vec");
+    assert_eq!(picked, vec![all[3].clone(), all[0].clone()]);
+    assert!(q.rows_f32(&[5], &Device::Cpu).is_err(), "a token past the vocabulary must be an error");
+}
+
+#[test]
+fn a_short_or_misshapen_buffer_is_rejected() {
+    assert!(QuantMatrix::new(GgmlDType::Q8_0, 2, 32, Arc::new(vec![0u8; 34])).is_err());
+    assert!(QuantMatrix::new(GgmlDType::Q4K, 1, 32, Arc::new(vec![0u8; 144])).is_err());
+}
