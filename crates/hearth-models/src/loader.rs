@@ -74,14 +74,13 @@ pub fn load(path: &Path, device: &Device) -> Result<LoadedModel> {
     })
 }
 
-fn format_err(path: &Path, e: impl std::fmt::Display) -> ModelError {
-    // Format errors already name their file; keep them as they are.
-    let _ = path;
+/// Format errors already name their file; they are kept as they are.
+fn format_err(e: impl std::fmt::Display) -> ModelError {
     ModelError::Format(e.to_string())
 }
 
 fn open_gguf(path: &Path) -> Result<ModelFiles> {
-    let file = GgufFile::open(path).map_err(|e| format_err(path, e))?;
+    let file = GgufFile::open(path).map_err(format_err)?;
     let md = file.metadata();
     // Checked before the config, whose vocabulary size would otherwise be reported missing instead.
     if md.get("tokenizer.ggml.model").is_none() && md.get("tokenizer.ggml.tokens").is_none() {
@@ -128,7 +127,7 @@ fn name_file(path: &Path, e: ModelError) -> ModelError {
 }
 
 fn open_safetensors(dir: &Path) -> Result<ModelFiles> {
-    let model = SafetensorsModel::open(dir).map_err(|e| format_err(dir, e))?;
+    let model = SafetensorsModel::open(dir).map_err(format_err)?;
     let config_path = dir.join("config.json");
     let config = ModelConfig::from_hf_config(model.config()).map_err(|e| in_file(&config_path, e))?;
     let tokenizer_json = dir.join("tokenizer.json");

@@ -178,7 +178,10 @@ impl Transformer {
         };
         let mut outs = Vec::with_capacity(plan.seqs.len());
         for s in &plan.seqs {
-            let (kv_start, slots) = if sliding { (s.local_kv_start, &s.local_slots) } else { (0, &s.global_slots) };
+            let (kv_start, slots) = match (&s.local, sliding) {
+                (Some((start, slots)), true) => (*start, slots),
+                _ => (0, &s.global_slots),
+            };
             let ctx = SeqContext { q_start: s.q_start, kv_start, slots };
             outs.push(paged_attention(&q.narrow(0, s.offset, s.n_new)?, cache, layer, &ctx, &params)?);
         }
@@ -216,8 +219,8 @@ struct SeqPlan {
     n_new: usize,
     q_start: usize,
     global_slots: Tensor,
-    local_kv_start: usize,
-    local_slots: Tensor,
+    /// First visible position and its slots for sliding-window layers (models that have them).
+    local: Option<(usize, Tensor)>,
 }
 
 impl BatchPlan {
@@ -244,14 +247,19 @@ impl BatchPlan {
             slots.extend(all[s.cached..].iter().map(|&x| x as usize));
             let first_row = if s.all_logits { offset } else { offset + s.n_new - 1 };
             rows.extend((first_row..offset + s.n_new).map(|r| r as u32));
-            let local_kv_start = first_visible_position(s.cached, cfg.sliding_window);
+            let local = match cfg.sliding_window {
+                Some(window) => {
+                    let start = first_visible_position(s.cached, Some(window));
+                    Some((start, Tensor::new(&all[start..], device)?))
+                }
+                None => None,
+            };
             plans.push(SeqPlan {
                 offset,
                 n_new: s.n_new,
                 q_start: s.cached,
-                local_slots: Tensor::new(&all[local_kv_start..], device)?,
                 global_slots: Tensor::new(all.as_slice(), device)?,
-                local_kv_start,
+                local,
             });
             offset += s.n_new;
         }
