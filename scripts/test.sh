@@ -5,6 +5,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 export HEARTH_DEV_CACHE=${HEARTH_DEV_CACHE:-$HOME/.cache/hearth-dev}
+scripts/setup-system.sh
 scripts/fetch-models.sh >/dev/null
 PY=$(scripts/setup-venv.sh)
 # The generator is deterministic (fixed seed, pinned numpy) and takes seconds.
