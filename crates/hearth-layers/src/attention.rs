@@ -157,6 +157,23 @@ mod tests {
             for (a, b) in got.iter().zip(&want) {
                 assert!((a - b).abs() < 1e-5, "window {window:?}: {a} vs {b}");
             }
+            // The host kernel, batched with a one-token sequence ahead of this one in the batch.
+            let other = crate::cpu::HostSeq { offset: 0, n_new: 1, q_start: 0, slots: &[6] };
+            cache.write(0, &[6], &Tensor::from_vec(k[..16].to_vec(), (1, 16), &dev)?, &Tensor::from_vec(v[..16].to_vec(), (1, 16), &dev)?)?;
+            let all: Vec<u32> = slots.iter().map(|&s| s as u32).collect();
+            let this = crate::cpu::HostSeq { offset: 1, n_new: n, q_start, slots: &all };
+            let q_batch: Vec<f32> = q[..32].iter().chain(&q).copied().collect();
+            let host = crate::cpu::paged_attention_host(&q_batch, &cache, 0, &[other, this], &p)?;
+            for (a, b) in host[32..].iter().zip(&want) {
+                assert!((a - b).abs() < 1e-5, "host, window {window:?}: {a} vs {b}");
+            }
+            // A single visible key: attention returns its value row, per head's KV head.
+            for h in 0..4 {
+                let kv = h / 2;
+                for d in 0..8 {
+                    assert!((host[h * 8 + d] - v[kv * 8 + d]).abs() < 1e-6, "first-token head {h}");
+                }
+            }
         }
         Ok(())
     }

@@ -1,9 +1,12 @@
 //! Storage of a paged KV cache: per layer, one tensor of `num_blocks * block_size` slots.
 //!
 //! Which slots a sequence owns is decided by the engine's block manager; here a slot is just a row.
+//! On the CPU with f32 entries the rows live in plain host buffers that the CPU attention kernel reads
+//! in place; elsewhere they are device tensors.
 
 use crate::{LayerError, Result};
 use candle_core::{DType, Device, Tensor};
+use std::sync::{RwLock, RwLockReadGuard};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct KvCacheConfig {
@@ -31,29 +34,80 @@ impl KvCacheConfig {
 #[derive(Debug)]
 pub struct PagedKvCache {
     config: KvCacheConfig,
-    keys: Vec<Tensor>,
-    values: Vec<Tensor>,
+    storage: Storage,
+}
+
+#[derive(Debug)]
+enum Storage {
+    Device { keys: Vec<Tensor>, values: Vec<Tensor> },
+    /// Zero-filled lazily by the OS, so untouched blocks cost no resident memory.
+    Host { keys: Vec<RwLock<Vec<f32>>>, values: Vec<RwLock<Vec<f32>>> },
+}
+
+/// One layer's host K and V rows, readable while the guard lives.
+pub struct HostLayer<'a> {
+    pub keys: RwLockReadGuard<'a, Vec<f32>>,
+    pub values: RwLockReadGuard<'a, Vec<f32>>,
 }
 
 impl PagedKvCache {
     pub fn new(config: KvCacheConfig, device: &Device) -> Result<Self> {
         let rows = config.num_blocks * config.block_size;
         let width = config.n_kv_heads * config.head_dim;
-        let mut keys = Vec::with_capacity(config.n_layers);
-        let mut values = Vec::with_capacity(config.n_layers);
-        for _ in 0..config.n_layers {
-            keys.push(Tensor::zeros((rows, width), config.dtype, device)?);
-            values.push(Tensor::zeros((rows, width), config.dtype, device)?);
-        }
-        Ok(Self { config, keys, values })
+        let storage = if device.is_cpu() && config.dtype == DType::F32 {
+            let buffers = || (0..config.n_layers).map(|_| RwLock::new(vec![0f32; rows * width])).collect();
+            Storage::Host { keys: buffers(), values: buffers() }
+        } else {
+            let mut keys = Vec::with_capacity(config.n_layers);
+            let mut values = Vec::with_capacity(config.n_layers);
+            for _ in 0..config.n_layers {
+                keys.push(Tensor::zeros((rows, width), config.dtype, device)?);
+                values.push(Tensor::zeros((rows, width), config.dtype, device)?);
+            }
+            Storage::Device { keys, values }
+        };
+        Ok(Self { config, storage })
     }
 
     pub fn config(&self) -> &KvCacheConfig {
         &self.config
     }
 
+    fn width(&self) -> usize {
+        self.config.n_kv_heads * self.config.head_dim
+    }
+
+    /// The host rows of `layer`, when this cache keeps them on the host.
+    pub fn host_layer(&self, layer: usize) -> Result<Option<HostLayer<'_>>> {
+        let Storage::Host { keys, values } = &self.storage else { return Ok(None) };
+        let (k, v) = (keys.get(layer).ok_or_else(|| self.bad_layer(layer))?, &values[layer]);
+        Ok(Some(HostLayer { keys: read(k), values: read(v) }))
+    }
+
+    /// Store rows `k`, `v` (`tokens × kv_heads * head_dim` f32) of `layer` into `slots` (host cache).
+    pub fn write_host(&self, layer: usize, slots: &[usize], k: &[f32], v: &[f32]) -> Result<()> {
+        let Storage::Host { keys, values } = &self.storage else {
+            return self.write(layer, slots, &Tensor::from_slice(k, (slots.len(), self.width()), &Device::Cpu)?, &Tensor::from_slice(v, (slots.len(), self.width()), &Device::Cpu)?);
+        };
+        let w = self.width();
+        let rows = self.config.num_blocks * self.config.block_size;
+        if k.len() != slots.len() * w || v.len() != k.len() || slots.iter().any(|&s| s >= rows) {
+            return Err(LayerError::Shape { what: "kv cache write".into(), detail: format!("{} slots, {} values of width {w}", slots.len(), k.len()) });
+        }
+        let (mut kb, mut vb) = (write(keys.get(layer).ok_or_else(|| self.bad_layer(layer))?), write(&values[layer]));
+        for (i, &slot) in slots.iter().enumerate() {
+            kb[slot * w..(slot + 1) * w].copy_from_slice(&k[i * w..(i + 1) * w]);
+            vb[slot * w..(slot + 1) * w].copy_from_slice(&v[i * w..(i + 1) * w]);
+        }
+        Ok(())
+    }
+
     /// Store `k`, `v` (`[tokens, kv_heads * head_dim]`) of `layer` into `slots` (one per token).
     pub fn write(&self, layer: usize, slots: &[usize], k: &Tensor, v: &Tensor) -> Result<()> {
+        if let Storage::Host { .. } = self.storage {
+            let flat = |t: &Tensor| -> Result<Vec<f32>> { Ok(t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?) };
+            return self.write_host(layer, slots, &flat(k)?, &flat(v)?);
+        }
         let (keys, values) = self.layer(layer)?;
         let k = k.to_dtype(self.config.dtype)?.contiguous()?;
         let v = v.to_dtype(self.config.dtype)?.contiguous()?;
@@ -73,17 +127,43 @@ impl PagedKvCache {
 
     /// Gather the rows of `slots` as `([n, kv_heads * head_dim], same)`.
     pub fn gather(&self, layer: usize, slots: &Tensor) -> Result<(Tensor, Tensor)> {
+        if let Some(host) = self.host_layer(layer)? {
+            let w = self.width();
+            let ids = slots.to_vec1::<u32>()?;
+            let pick = |rows: &[f32]| -> Result<Tensor> {
+                let mut out = Vec::with_capacity(ids.len() * w);
+                for &s in &ids {
+                    let s = s as usize;
+                    out.extend_from_slice(rows.get(s * w..(s + 1) * w).ok_or_else(|| self.bad_layer(layer))?);
+                }
+                Ok(Tensor::from_vec(out, (ids.len(), w), &Device::Cpu)?)
+            };
+            return Ok((pick(&host.keys)?, pick(&host.values)?));
+        }
         let (keys, values) = self.layer(layer)?;
         Ok((keys.index_select(slots, 0)?, values.index_select(slots, 0)?))
     }
 
     fn layer(&self, layer: usize) -> Result<(&Tensor, &Tensor)> {
-        match (self.keys.get(layer), self.values.get(layer)) {
-            (Some(k), Some(v)) => Ok((k, v)),
-            _ => Err(LayerError::Shape {
-                what: "kv cache layer".into(),
-                detail: format!("layer {layer} of {}", self.config.n_layers),
-            }),
+        match &self.storage {
+            Storage::Device { keys, values } => match (keys.get(layer), values.get(layer)) {
+                (Some(k), Some(v)) => Ok((k, v)),
+                _ => Err(self.bad_layer(layer)),
+            },
+            Storage::Host { .. } => Err(self.bad_layer(layer)),
         }
     }
+
+    fn bad_layer(&self, layer: usize) -> LayerError {
+        LayerError::Shape { what: "kv cache layer".into(), detail: format!("layer {layer} of {}", self.config.n_layers) }
+    }
+}
+
+// A poisoned lock only means another thread panicked mid-write; the rows are still plain floats.
+fn read<T>(l: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    l.read().unwrap_or_else(|e| e.into_inner())
+}
+
+fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(|e| e.into_inner())
 }

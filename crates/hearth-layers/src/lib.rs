@@ -5,6 +5,7 @@
 //! Nothing here knows about files, tokenizers or HTTP: layers take tensors and return tensors.
 
 pub mod attention;
+pub mod cpu;
 pub mod device;
 pub mod kv_cache;
 pub mod linear;

@@ -9,6 +9,7 @@ use crate::{ModelError, Result};
 use candle_core::quantized::QTensor;
 use candle_core::{DType, Device, Tensor};
 use hearth_layers::attention::{first_visible_position, paged_attention, AttentionParams, SeqContext};
+use hearth_layers::cpu::{paged_attention_host, HostSeq};
 use hearth_layers::{KvCacheConfig, Linear, PagedKvCache, RmsNorm, RopeConfig, RotaryEmbedding};
 use std::sync::Arc;
 
@@ -176,16 +177,19 @@ impl Transformer {
             sliding_window: if sliding { c.sliding_window } else { None },
             softcap: None,
         };
-        let mut outs = Vec::with_capacity(plan.seqs.len());
-        for s in &plan.seqs {
-            let (kv_start, slots) = match (&s.local, sliding) {
-                (Some((start, slots)), true) => (*start, slots),
-                _ => (0, &s.global_slots),
-            };
-            let ctx = SeqContext { q_start: s.q_start, kv_start, slots };
-            outs.push(paged_attention(&q.narrow(0, s.offset, s.n_new)?, cache, layer, &ctx, &params)?);
-        }
-        let attn = b.attn.o.forward(&Tensor::cat(&outs, 0)?)?;
+        let attn = if cache.host_layer(layer)?.is_some() {
+            let seqs: Vec<HostSeq> = plan
+                .seqs
+                .iter()
+                .map(|s| HostSeq { offset: s.offset, n_new: s.n_new, q_start: s.q_start, slots: &s.host_slots })
+                .collect();
+            let q = q.flatten_all()?.to_vec1::<f32>()?;
+            let out = paged_attention_host(&q, cache, layer, &seqs, &params)?;
+            Tensor::from_vec(out, (t, c.n_heads * c.head_dim), &self.device)?
+        } else {
+            self.device_attention(&q, layer, sliding, plan, cache, &params)?
+        };
+        let attn = b.attn.o.forward(&attn)?;
         let attn = match &b.attn_post_norm {
             Some(n) => n.forward(&attn)?,
             None => attn,
@@ -204,6 +208,28 @@ impl Transformer {
         };
         Ok((x + ff)?)
     }
+
+    /// Attention through tensors gathered from a device KV cache, one sequence at a time.
+    fn device_attention(
+        &self,
+        q: &Tensor,
+        layer: usize,
+        sliding: bool,
+        plan: &BatchPlan,
+        cache: &PagedKvCache,
+        params: &AttentionParams,
+    ) -> Result<Tensor> {
+        let mut outs = Vec::with_capacity(plan.seqs.len());
+        for s in &plan.seqs {
+            let (kv_start, slots) = match (&s.local, sliding) {
+                (Some((start, slots)), true) => (*start, slots),
+                _ => (0, &s.global_slots),
+            };
+            let ctx = SeqContext { q_start: s.q_start, kv_start, slots };
+            outs.push(paged_attention(&q.narrow(0, s.offset, s.n_new)?, cache, layer, &ctx, params)?);
+        }
+        Ok(Tensor::cat(&outs, 0)?)
+    }
 }
 
 /// Per-batch index tensors computed once and shared by every layer.
@@ -218,6 +244,8 @@ struct SeqPlan {
     offset: usize,
     n_new: usize,
     q_start: usize,
+    /// Slots of positions `0..q_start + n_new`, for the host attention kernel.
+    host_slots: Vec<u32>,
     global_slots: Tensor,
     /// First visible position and its slots for sliding-window layers (models that have them).
     local: Option<(usize, Tensor)>,
@@ -259,6 +287,7 @@ impl BatchPlan {
                 n_new: s.n_new,
                 q_start: s.cached,
                 global_slots: Tensor::new(all.as_slice(), device)?,
+                host_slots: all,
                 local,
             });
             offset += s.n_new;

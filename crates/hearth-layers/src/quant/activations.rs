@@ -1,11 +1,11 @@
 //! Activation rows quantized to 8 bits exactly as llama.cpp's x86 CPU backend does.
 
-use candle_core::quantized::k_quants::{BlockQ8K, GgmlType};
 use candle_core::quantized::GgmlDType;
 use half::f16;
 
 /// A 32-value block of quantized activations (Q8_0, or Q8_1 when `sum_scaled` is used).
 #[derive(Clone, Copy)]
+#[repr(C)]
 pub(crate) struct Q8Block {
     /// Scale, rounded through f16 as stored by llama.cpp.
     pub d: f32,
@@ -14,24 +14,60 @@ pub(crate) struct Q8Block {
     pub qs: [i8; 32],
 }
 
+/// A 256-value block for the k-quants: the layout of ggml's (and candle's) `block_q8_K`.
+#[derive(Clone, Copy)]
+#[repr(C)]
+pub(crate) struct Q8KBlock {
+    pub d: f32,
+    pub qs: [i8; 256],
+    /// Sums of each 16 consecutive `qs`.
+    pub bsums: [i16; 16],
+}
+
+const _: () = assert!(std::mem::size_of::<Q8KBlock>() == 292);
+
 pub(crate) enum Activations {
     Q8(Vec<Q8Block>),
-    Q8K(Vec<BlockQ8K>),
+    Q8K(Vec<Q8KBlock>),
 }
 
 /// Quantize `m` rows of `k` floats for a weight of `dtype`.
 pub(crate) fn quantize(dtype: GgmlDType, xs: &[f32], m: usize, k: usize) -> Activations {
     use GgmlDType as D;
     match dtype {
-        D::Q2K | D::Q3K | D::Q4K | D::Q5K | D::Q6K | D::Q8K => {
-            let mut blocks = vec![BlockQ8K::zeros(); m * k / 256];
-            BlockQ8K::from_float(&xs[..m * k], &mut blocks);
-            Activations::Q8K(blocks)
-        }
-        _ => Activations::Q8(xs[..m * k].chunks_exact(32).map(q8_block).collect()),
+        D::Q2K | D::Q3K | D::Q4K | D::Q5K | D::Q6K | D::Q8K => Activations::Q8K(quantize_with(xs, m * k, q8k_rows)),
+        _ => Activations::Q8(quantize_with(xs, m * k, q8_rows)),
     }
 }
 
+fn quantize_with<B, F: Fn(&[f32]) -> Vec<B>>(xs: &[f32], n: usize, rows: F) -> Vec<B> {
+    #[cfg(target_arch = "x86_64")]
+    if super::isa::active() >= super::isa::Isa::Avx2 {
+        // SAFETY: the CPU has AVX2 (checked by `active`).
+        return unsafe { with_avx2(&xs[..n], rows) };
+    }
+    rows(&xs[..n])
+}
+
+/// Runs `f` compiled for AVX2 (rounding becomes one instruction instead of a libm call); the
+/// arithmetic is the same IEEE operations, so results are identical to the portable build.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn with_avx2<B, F: Fn(&[f32]) -> Vec<B>>(xs: &[f32], f: F) -> Vec<B> {
+    f(xs)
+}
+
+#[inline(always)]
+fn q8_rows(xs: &[f32]) -> Vec<Q8Block> {
+    xs.chunks_exact(32).map(q8_block).collect()
+}
+
+#[inline(always)]
+fn q8k_rows(xs: &[f32]) -> Vec<Q8KBlock> {
+    xs.chunks_exact(256).map(q8k_block).collect()
+}
+
+#[inline(always)]
 fn q8_block(xs: &[f32]) -> Q8Block {
     let amax = xs.iter().fold(0f32, |a, &x| a.max(x.abs()));
     let d = amax / 127.0;
@@ -44,4 +80,30 @@ fn q8_block(xs: &[f32]) -> Q8Block {
         sum += *q as i32;
     }
     Q8Block { d: f16::from_f32(d).to_f32(), sum_scaled: f16::from_f32(d * sum as f32).to_f32(), qs }
+}
+
+/// ggml's reference Q8_K quantizer (llama.cpp uses it on x86 too): the scale comes from the signed
+/// value of largest magnitude, so that value maps to -127 exactly.
+#[inline(always)]
+fn q8k_block(xs: &[f32]) -> Q8KBlock {
+    let mut block = Q8KBlock { d: 0.0, qs: [0; 256], bsums: [0; 16] };
+    let (mut max, mut amax) = (0f32, 0f32);
+    for &x in xs {
+        if x.abs() > amax {
+            amax = x.abs();
+            max = x;
+        }
+    }
+    if amax == 0.0 {
+        return block;
+    }
+    let iscale = -127.0 / max;
+    for (q, &x) in block.qs.iter_mut().zip(xs) {
+        *q = ((iscale * x).round_ties_even() as i32).min(127) as i8;
+    }
+    for (sum, qs) in block.bsums.iter_mut().zip(block.qs.chunks_exact(16)) {
+        *sum = qs.iter().map(|&q| q as i16).sum();
+    }
+    block.d = 1.0 / iscale;
+    block
 }

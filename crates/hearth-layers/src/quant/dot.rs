@@ -3,7 +3,7 @@
 //! The legacy formats (Q4_0…Q8_0) are written out here, following ggml's block layouts; the k-quants
 //! use candle's block dot products, whose activation format (Q8_K) matches llama.cpp's.
 
-use super::activations::{Activations, Q8Block};
+use super::activations::{Activations, Q8Block, Q8KBlock};
 use super::as_blocks;
 use candle_core::quantized::k_quants::{self as kq, GgmlType};
 use candle_core::quantized::GgmlDType;
@@ -38,7 +38,7 @@ pub(crate) fn row_dot(dtype: GgmlDType, w: &[u8], acts: &Activations, j: usize, 
         }
         Activations::Q8K(a) => {
             let nb = k / 256;
-            let a = &a[j * nb..(j + 1) * nb];
+            let a = as_candle_q8k(&a[j * nb..(j + 1) * nb]);
             match dtype {
                 D::Q2K => kq::BlockQ2K::vec_dot(k, as_blocks(w), a),
                 D::Q3K => kq::BlockQ3K::vec_dot(k, as_blocks(w), a),
@@ -50,6 +50,14 @@ pub(crate) fn row_dot(dtype: GgmlDType, w: &[u8], acts: &Activations, j: usize, 
             }
         }
     }
+}
+
+/// hearth's Q8_K blocks as candle's, for candle's scalar k-quant dot products.
+fn as_candle_q8k(a: &[Q8KBlock]) -> &[kq::BlockQ8K] {
+    const _: () = assert!(std::mem::size_of::<Q8KBlock>() == std::mem::size_of::<kq::BlockQ8K>());
+    // SAFETY: both are repr(C) {f32, [i8; 256], [i16; 16]} (ggml's block_q8_K) with the same size and
+    // alignment 4, so the cast reinterprets identical bytes.
+    unsafe { std::slice::from_raw_parts(a.as_ptr() as *const kq::BlockQ8K, a.len()) }
 }
 
 fn dot_nibbles(qs: &[u8], a: &[i8; 32], offset: i32) -> i32 {

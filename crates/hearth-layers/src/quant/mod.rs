@@ -6,8 +6,13 @@
 
 mod activations;
 mod dot;
+pub mod isa;
 #[cfg(test)]
 mod tests;
+#[cfg(target_arch = "x86_64")]
+mod x86;
+
+pub use isa::Isa;
 
 use crate::{LayerError, Result};
 use candle_core::quantized::k_quants::GgmlType;
@@ -95,19 +100,20 @@ impl QuantMatrix {
 
     /// `xs`: `m` rows of `cols` floats → `m` rows of `rows` floats.
     pub fn matmul(&self, xs: &[f32], m: usize) -> Vec<f32> {
+        self.matmul_with(isa::active(), xs, m)
+    }
+
+    /// As [`Self::matmul`] on a given instruction-set path (one the CPU has; see [`Isa::available`]).
+    pub fn matmul_with(&self, isa: Isa, xs: &[f32], m: usize) -> Vec<f32> {
+        let isa = isa.min(Isa::detect());
         let acts = activations::quantize(self.dtype, xs, m, self.cols);
         let (n, rb) = (self.rows, self.row_bytes());
         let weights = self.source.bytes();
         // Output computed weight-row-major so each task owns a contiguous slice, then transposed.
         let mut out_t = vec![0f32; n * m];
         out_t.par_chunks_mut(ROWS_PER_TASK * m).enumerate().for_each(|(task, chunk)| {
-            for (i, col) in chunk.chunks_mut(m).enumerate() {
-                let r = task * ROWS_PER_TASK + i;
-                let w = &weights[r * rb..(r + 1) * rb];
-                for (j, o) in col.iter_mut().enumerate() {
-                    *o = dot::row_dot(self.dtype, w, &acts, j, self.cols);
-                }
-            }
+            let w = &weights[task * ROWS_PER_TASK * rb..];
+            rows_dots(isa, self.dtype, w, rb, &acts, self.cols, m, chunk);
         });
         if m == 1 {
             return out_t;
@@ -139,6 +145,25 @@ impl QuantMatrix {
     pub fn to_f32(&self, device: &Device) -> Result<Tensor> {
         let ids: Vec<u32> = (0..self.rows as u32).collect();
         self.rows_f32(&ids, device)
+    }
+}
+
+/// `out[r * m + j]` = weight row `r` of `w` · activation row `j`, for the `out.len() / m` rows of `w`.
+#[allow(clippy::too_many_arguments)]
+fn rows_dots(isa: Isa, dtype: GgmlDType, w: &[u8], rb: usize, acts: &activations::Activations, k: usize, m: usize, out: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if isa != Isa::Scalar && x86::has_kernel(dtype) {
+        match acts {
+            activations::Activations::Q8(a) => x86::legacy_rows_all(isa, dtype, w, rb, a, m, out),
+            activations::Activations::Q8K(a) => x86::k_rows_all(isa, dtype, w, rb, a, m, out),
+        }
+        return;
+    }
+    let _ = isa;
+    for (r, col) in out.chunks_mut(m).enumerate() {
+        for (j, o) in col.iter_mut().enumerate() {
+            *o = dot::row_dot(dtype, &w[r * rb..(r + 1) * rb], acts, j, k);
+        }
     }
 }
 

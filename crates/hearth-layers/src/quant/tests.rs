@@ -74,3 +74,51 @@ fn a_short_or_misshapen_buffer_is_rejected() {
     assert!(QuantMatrix::new(GgmlDType::Q8_0, 2, 32, Arc::new(vec![0u8; 34])).is_err());
     assert!(QuantMatrix::new(GgmlDType::Q4K, 1, 32, Arc::new(vec![0u8; 144])).is_err());
 }
+
+/// Formats with SIMD kernels, and the block count granularity their rows come in.
+const SIMD_TYPES: [(GgmlDType, usize); 7] = [
+    (GgmlDType::Q4_0, 32), (GgmlDType::Q4_1, 32), (GgmlDType::Q5_0, 32), (GgmlDType::Q5_1, 32),
+    (GgmlDType::Q8_0, 32), (GgmlDType::Q4K, 256), (GgmlDType::Q6K, 256),
+];
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(32))]
+
+    /// Every instruction-set path this CPU has gives the scalar path's result, up to float summation
+    /// order, on ragged shapes: odd block counts and activation row counts that leave partial tiles.
+    #[test]
+    fn simd_paths_equal_the_scalar_path(
+        seed in any::<u64>(), rows in 1usize..13, m in 1usize..10, blocks in 1usize..8, scale in 0.01f32..100.0,
+    ) {
+        let mut state = seed | 1;
+        let mut next = || { state ^= state << 13; state ^= state >> 7; state ^= state << 17; (state % 2001) as f32 / 1000.0 - 1.0 };
+        for (dtype, block) in SIMD_TYPES {
+            let cols = block * if block == 256 { blocks.div_ceil(3) } else { blocks };
+            let w: Vec<f32> = (0..rows * cols).map(|_| next()).collect();
+            let x: Vec<f32> = (0..m * cols).map(|_| next() * scale).collect();
+            let q = matrix(dtype, &w, rows, cols);
+            let wd = q.to_f32(&Device::Cpu).expect("dequantize").flatten_all().expect("flat").to_vec1::<f32>().expect("vec");
+            let scalar = q.matmul_with(super::Isa::Scalar, &x, m);
+            for isa in super::Isa::available() {
+                let y = q.matmul_with(isa, &x, m);
+                for i in 0..m {
+                    for r in 0..rows {
+                        let magnitude: f64 = (0..cols).map(|c| (wd[r * cols + c] as f64 * x[i * cols + c] as f64).abs()).sum();
+                        let (a, b) = (y[i * rows + r] as f64, scalar[i * rows + r] as f64);
+                        prop_assert!((a - b).abs() <= 2e-5 * magnitude + 1e-6, "{dtype:?} on {}: row {r} input {i}: {a} vs scalar {b}", isa.name());
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn this_cpu_reports_its_simd_path() {
+    // The CI and dev machines are x86-64 with AVX2; a scalar-only result there would mean detection broke.
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+        assert!(super::Isa::detect() >= super::Isa::Avx2);
+    }
+    assert_eq!(super::Isa::available()[0], super::Isa::Scalar);
+}

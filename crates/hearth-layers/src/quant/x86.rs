@@ -1,0 +1,364 @@
+//! AVX2 / AVX-512 VNNI dot products of one weight row with up to four activation rows at once, so a
+//! weight block is loaded and unpacked once per four rows in prefill and batched decode.
+//!
+//! Integer products are exact; each block's 8 lanes of i32 sums are scaled and accumulated in 8 f32
+//! lanes and summed at the end, the order llama.cpp's AVX2 `vec_dot` kernels use.
+
+use super::activations::{Q8Block, Q8KBlock};
+use super::isa::Isa;
+use candle_core::quantized::GgmlDType;
+use std::arch::x86_64::*;
+
+/// Activation rows per weight-row pass.
+pub(crate) const TILE: usize = 4;
+
+/// u8 × i8 products summed in fours into i32 lanes.
+trait DotU8I8 {
+    unsafe fn dot(u: __m256i, s: __m256i) -> __m256i;
+}
+
+struct Maddubs;
+impl DotU8I8 for Maddubs {
+    #[inline(always)]
+    unsafe fn dot(u: __m256i, s: __m256i) -> __m256i {
+        // Pair sums fit i16: |u·s| ≤ 255·127·2 only for u ≤ 255; callers keep u ≤ 128 (or nibbles).
+        _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1))
+    }
+}
+
+struct Vnni;
+impl DotU8I8 for Vnni {
+    #[inline(always)]
+    unsafe fn dot(u: __m256i, s: __m256i) -> __m256i {
+        _mm256_dpbusd_epi32(_mm256_setzero_si256(), u, s)
+    }
+}
+
+/// One legacy (32-value) block format: where its scale, offset and values are.
+trait Legacy {
+    const BYTES: usize;
+    /// Values are signed (q - offset) rather than unsigned with a separate minimum.
+    const SIGNED: bool;
+    unsafe fn values(b: *const u8) -> __m256i;
+    #[inline(always)]
+    unsafe fn d(b: *const u8) -> f32 {
+        f16_at(b, 0)
+    }
+    #[inline(always)]
+    unsafe fn m(_b: *const u8) -> f32 {
+        0.0
+    }
+}
+
+/// The f16 at `b + offset` as f32, through F16C (every AVX2 CPU has it).
+#[inline(always)]
+unsafe fn f16_at(b: *const u8, offset: usize) -> f32 {
+    let bits = u16::from_le_bytes([*b.add(offset), *b.add(offset + 1)]);
+    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32)))
+}
+
+/// 16 bytes of nibbles → 32 bytes: low nibbles are values 0..16, high nibbles 16..32.
+#[inline(always)]
+unsafe fn nibbles(p: *const u8) -> __m256i {
+    let x = _mm_loadu_si128(p as *const __m128i);
+    let both = _mm256_set_m128i(_mm_srli_epi16(x, 4), x);
+    _mm256_and_si256(both, _mm256_set1_epi8(0x0f))
+}
+
+/// The 32 bits of `qh` as 32 bytes, each 0x10 where its bit is set.
+#[inline(always)]
+unsafe fn fifth_bits(p: *const u8) -> __m256i {
+    let qh = u32::from_le_bytes([*p, *p.add(1), *p.add(2), *p.add(3)]);
+    let spread = _mm256_shuffle_epi8(
+        _mm256_set1_epi32(qh as i32),
+        _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3),
+    );
+    let bit = _mm256_set1_epi64x(0x8040_2010_0804_0201u64 as i64);
+    let set = _mm256_cmpeq_epi8(_mm256_and_si256(spread, bit), bit);
+    _mm256_and_si256(set, _mm256_set1_epi8(0x10))
+}
+
+struct Q4_0;
+impl Legacy for Q4_0 {
+    const BYTES: usize = 18;
+    const SIGNED: bool = true;
+    #[inline(always)]
+    unsafe fn values(b: *const u8) -> __m256i {
+        _mm256_sub_epi8(nibbles(b.add(2)), _mm256_set1_epi8(8))
+    }
+}
+
+struct Q4_1;
+impl Legacy for Q4_1 {
+    const BYTES: usize = 20;
+    const SIGNED: bool = false;
+    #[inline(always)]
+    unsafe fn values(b: *const u8) -> __m256i {
+        nibbles(b.add(4))
+    }
+    #[inline(always)]
+    unsafe fn m(b: *const u8) -> f32 {
+        f16_at(b, 2)
+    }
+}
+
+struct Q5_0;
+impl Legacy for Q5_0 {
+    const BYTES: usize = 22;
+    const SIGNED: bool = true;
+    #[inline(always)]
+    unsafe fn values(b: *const u8) -> __m256i {
+        _mm256_sub_epi8(_mm256_or_si256(nibbles(b.add(6)), fifth_bits(b.add(2))), _mm256_set1_epi8(16))
+    }
+}
+
+struct Q5_1;
+impl Legacy for Q5_1 {
+    const BYTES: usize = 24;
+    const SIGNED: bool = false;
+    #[inline(always)]
+    unsafe fn values(b: *const u8) -> __m256i {
+        _mm256_or_si256(nibbles(b.add(8)), fifth_bits(b.add(4)))
+    }
+    #[inline(always)]
+    unsafe fn m(b: *const u8) -> f32 {
+        f16_at(b, 2)
+    }
+}
+
+struct Q8_0;
+impl Legacy for Q8_0 {
+    const BYTES: usize = 34;
+    const SIGNED: bool = true;
+    #[inline(always)]
+    unsafe fn values(b: *const u8) -> __m256i {
+        _mm256_loadu_si256(b.add(2) as *const __m256i)
+    }
+}
+
+#[inline(always)]
+unsafe fn hsum(x: __m256) -> f32 {
+    let r = _mm_add_ps(_mm256_extractf128_ps(x, 1), _mm256_castps256_ps128(x));
+    let r = _mm_add_ps(r, _mm_movehl_ps(r, r));
+    let r = _mm_add_ss(r, _mm_movehdup_ps(r));
+    _mm_cvtss_f32(r)
+}
+
+#[inline(always)]
+unsafe fn legacy_rows<F: Legacy, D: DotU8I8, const R: usize>(w: &[u8], acts: &[&[Q8Block]; R], out: &mut [f32]) {
+    let nb = acts[0].len();
+    debug_assert!(w.len() >= nb * F::BYTES && acts.iter().all(|a| a.len() == nb));
+    let mut acc = [_mm256_setzero_ps(); R];
+    let mut summs = [0f32; R];
+    for ib in 0..nb {
+        let b = w.as_ptr().add(ib * F::BYTES);
+        let dw = F::d(b);
+        let qx = F::values(b);
+        // Signed weights: |x| as the unsigned operand, the sign moved onto the activations.
+        let ux = if F::SIGNED { _mm256_sign_epi8(qx, qx) } else { qx };
+        for r in 0..R {
+            let a = acts[r].get_unchecked(ib);
+            if !F::SIGNED {
+                summs[r] += F::m(b) * a.sum_scaled;
+            }
+            let qy = _mm256_loadu_si256(a.qs.as_ptr() as *const __m256i);
+            let sy = if F::SIGNED { _mm256_sign_epi8(qy, qx) } else { qy };
+            let p = _mm256_cvtepi32_ps(D::dot(ux, sy));
+            acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(dw * a.d), p, acc[r]);
+        }
+    }
+    for r in 0..R {
+        out[r] = hsum(acc[r]) + summs[r];
+    }
+}
+
+/// Q4_K: 8 sub-blocks of 32 with 6-bit scales and mins, f16 `d` and `dmin`.
+#[inline(always)]
+unsafe fn q4k_rows<D: DotU8I8, const R: usize>(w: &[u8], acts: &[&[Q8KBlock]; R], out: &mut [f32]) {
+    const BYTES: usize = 144;
+    let nb = acts[0].len();
+    debug_assert!(w.len() >= nb * BYTES);
+    let mut acc = [_mm256_setzero_ps(); R];
+    let mut mins_acc = [0f32; R];
+    for ib in 0..nb {
+        let b = w.as_ptr().add(ib * BYTES);
+        let (d, dmin) = (f16_at(b, 0), f16_at(b, 2));
+        let (scales, mins) = k4_scales(std::slice::from_raw_parts(b.add(4), 12));
+        let qs = b.add(16);
+        let mut sumi = [_mm256_setzero_si256(); R];
+        for j in 0..4 {
+            let bits = _mm256_loadu_si256(qs.add(32 * j) as *const __m256i);
+            let lo = _mm256_and_si256(bits, _mm256_set1_epi8(0x0f));
+            let hi = _mm256_and_si256(_mm256_srli_epi16(bits, 4), _mm256_set1_epi8(0x0f));
+            let (sl, sh) = (scales[2 * j] as i32, scales[2 * j + 1] as i32);
+            for r in 0..R {
+                let a = acts[r].get_unchecked(ib).qs.as_ptr().add(64 * j);
+                let pl = D::dot(lo, _mm256_loadu_si256(a as *const __m256i));
+                let ph = D::dot(hi, _mm256_loadu_si256(a.add(32) as *const __m256i));
+                let s = _mm256_add_epi32(_mm256_mullo_epi32(pl, _mm256_set1_epi32(sl)), _mm256_mullo_epi32(ph, _mm256_set1_epi32(sh)));
+                sumi[r] = _mm256_add_epi32(sumi[r], s);
+            }
+        }
+        for r in 0..R {
+            let a = acts[r].get_unchecked(ib);
+            let msum: i32 = (0..8).map(|s| mins[s] as i32 * (a.bsums[2 * s] as i32 + a.bsums[2 * s + 1] as i32)).sum();
+            mins_acc[r] += dmin * a.d * msum as f32;
+            acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(d * a.d), _mm256_cvtepi32_ps(sumi[r]), acc[r]);
+        }
+    }
+    for r in 0..R {
+        out[r] = hsum(acc[r]) - mins_acc[r];
+    }
+}
+
+/// The eight 6-bit (scale, min) pairs packed into Q4_K's 12 scale bytes.
+#[inline(always)]
+fn k4_scales(s: &[u8]) -> ([u8; 8], [u8; 8]) {
+    let (mut sc, mut mn) = ([0u8; 8], [0u8; 8]);
+    for j in 0..8 {
+        if j < 4 {
+            sc[j] = s[j] & 63;
+            mn[j] = s[j + 4] & 63;
+        } else {
+            sc[j] = (s[j + 4] & 0x0f) | ((s[j - 4] >> 6) << 4);
+            mn[j] = (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
+        }
+    }
+    (sc, mn)
+}
+
+/// Q6_K: 16 sub-blocks of 16 with i8 scales; values are 4 low bits in `ql`, 2 high bits in `qh`, minus 32.
+#[inline(always)]
+unsafe fn q6k_rows<D: DotU8I8, const R: usize>(w: &[u8], acts: &[&[Q8KBlock]; R], out: &mut [f32]) {
+    const BYTES: usize = 210;
+    let nb = acts[0].len();
+    debug_assert!(w.len() >= nb * BYTES);
+    let mut acc = [_mm256_setzero_ps(); R];
+    let m4 = _mm256_set1_epi8(0x0f);
+    for ib in 0..nb {
+        let b = w.as_ptr().add(ib * BYTES);
+        let (ql, qh, sc) = (b, b.add(128), b.add(192) as *const i8);
+        let d = f16_at(b, 208);
+        let mut sumi = [_mm256_setzero_si256(); R];
+        for half in 0..2 {
+            let l0 = _mm256_loadu_si256(ql.add(64 * half) as *const __m256i);
+            let l1 = _mm256_loadu_si256(ql.add(64 * half + 32) as *const __m256i);
+            let h = _mm256_loadu_si256(qh.add(32 * half) as *const __m256i);
+            let h03 = _mm256_set1_epi8(0x30);
+            // Four groups of 32 values (elements 0..32, 32..64, 64..96, 96..128 of this half), 0..63 each.
+            let q = [
+                _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_and_si256(_mm256_slli_epi16(h, 4), h03)),
+                _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_and_si256(_mm256_slli_epi16(h, 2), h03)),
+                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4), _mm256_and_si256(h, h03)),
+                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4), _mm256_and_si256(_mm256_srli_epi16(h, 2), h03)),
+            ];
+            for (g, qg) in q.iter().enumerate() {
+                let s_lo = *sc.add(8 * half + 2 * g) as i32;
+                let s_hi = *sc.add(8 * half + 2 * g + 1) as i32;
+                // Lanes 0..4 hold values 0..16 of the group (first scale), lanes 4..8 values 16..32.
+                let scale = _mm256_setr_epi32(s_lo, s_lo, s_lo, s_lo, s_hi, s_hi, s_hi, s_hi);
+                for r in 0..R {
+                    let a = _mm256_loadu_si256(acts[r].get_unchecked(ib).qs.as_ptr().add(128 * half + 32 * g) as *const __m256i);
+                    // (q - 32)·a = q·a - 32·a, both through the unsigned-by-signed dot.
+                    let p = _mm256_sub_epi32(D::dot(*qg, a), D::dot(_mm256_set1_epi8(32), a));
+                    sumi[r] = _mm256_add_epi32(sumi[r], _mm256_mullo_epi32(p, scale));
+                }
+            }
+        }
+        for r in 0..R {
+            let a = acts[r].get_unchecked(ib);
+            acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(d * a.d), _mm256_cvtepi32_ps(sumi[r]), acc[r]);
+        }
+    }
+    for r in 0..R {
+        out[r] = hsum(acc[r]);
+    }
+}
+
+macro_rules! dispatch_tile {
+    ($kernel:ident [$($g:ty),*], $w:expr, $a:expr, $nb:expr, $m:expr, $out:expr) => {{
+        let mut j = 0;
+        while j < $m {
+            let row = |i: usize| $a.get_unchecked((j + i) * $nb..(j + i + 1) * $nb);
+            let o = $out.get_unchecked_mut(j..);
+            match $m - j {
+                1 => $kernel::<$($g,)* 1>($w, &[row(0)], o),
+                2 => $kernel::<$($g,)* 2>($w, &[row(0), row(1)], o),
+                3 => $kernel::<$($g,)* 3>($w, &[row(0), row(1), row(2)], o),
+                _ => $kernel::<$($g,)* 4>($w, &[row(0), row(1), row(2), row(3)], o),
+            }
+            j += TILE;
+        }
+    }};
+}
+
+/// For each weight row of `w` (rows of `rb` bytes), its dot with each of the `m` activation rows,
+/// written to `out` weight-row-major (`rows × m`).
+macro_rules! rows_entry {
+    ($name:ident, $block:ty, $features:literal, { $($dtype:pat => $kernel:ident [$($g:ty),*]),* $(,)? }) => {
+        #[target_feature(enable = $features)]
+        unsafe fn $name(dtype: GgmlDType, w: &[u8], rb: usize, acts: &[$block], m: usize, out: &mut [f32]) {
+            let nb = acts.len() / m;
+            for (r, o) in out.chunks_exact_mut(m).enumerate() {
+                let wr = w.get_unchecked(r * rb..(r + 1) * rb);
+                match dtype {
+                    $($dtype => dispatch_tile!($kernel[$($g),*], wr, acts, nb, m, o),)*
+                }
+            }
+        }
+    };
+}
+
+rows_entry!(legacy_avx2, Q8Block, "avx2,fma,f16c", {
+    GgmlDType::Q4_0 => legacy_rows[Q4_0, Maddubs], GgmlDType::Q4_1 => legacy_rows[Q4_1, Maddubs],
+    GgmlDType::Q5_0 => legacy_rows[Q5_0, Maddubs], GgmlDType::Q5_1 => legacy_rows[Q5_1, Maddubs],
+    _ => legacy_rows[Q8_0, Maddubs],
+});
+rows_entry!(legacy_vnni, Q8Block, "avx2,fma,f16c,avx512f,avx512vnni,avx512vl,avx512bw", {
+    GgmlDType::Q4_0 => legacy_rows[Q4_0, Vnni], GgmlDType::Q4_1 => legacy_rows[Q4_1, Vnni],
+    GgmlDType::Q5_0 => legacy_rows[Q5_0, Vnni], GgmlDType::Q5_1 => legacy_rows[Q5_1, Vnni],
+    _ => legacy_rows[Q8_0, Vnni],
+});
+rows_entry!(k_avx2, Q8KBlock, "avx2,fma,f16c", {
+    GgmlDType::Q4K => q4k_rows[Maddubs], _ => q6k_rows[Maddubs],
+});
+rows_entry!(k_vnni, Q8KBlock, "avx2,fma,f16c,avx512f,avx512vnni,avx512vl,avx512bw", {
+    GgmlDType::Q4K => q4k_rows[Vnni], _ => q6k_rows[Vnni],
+});
+
+/// Whether this module has a kernel for `dtype`.
+pub(crate) fn has_kernel(dtype: GgmlDType) -> bool {
+    use GgmlDType as D;
+    matches!(dtype, D::Q4_0 | D::Q4_1 | D::Q5_0 | D::Q5_1 | D::Q8_0 | D::Q4K | D::Q6K)
+}
+
+fn check(dtype: GgmlDType, w: &[u8], rb: usize, acts: usize, m: usize, out: &[f32], per_block: usize) {
+    assert!(m > 0 && acts % m == 0 && out.len() % m == 0, "activation rows must tile the output");
+    let rows = out.len() / m;
+    assert!(w.len() >= rows * rb && (acts / m) * dtype.type_size() <= rb && (acts / m) * per_block > 0);
+}
+
+/// For each weight row in `w` (rows of `rb` bytes), `out[r * m + j]` = row `r` · activation row `j`
+/// (`acts` holds `m` rows of legacy blocks). `isa` must be a path the CPU supports.
+pub(crate) fn legacy_rows_all(isa: Isa, dtype: GgmlDType, w: &[u8], rb: usize, acts: &[Q8Block], m: usize, out: &mut [f32]) {
+    check(dtype, w, rb, acts.len(), m, out, 32);
+    // SAFETY: the CPU has the features of `isa` (detected at run time); `check` bounds every slice.
+    unsafe {
+        match isa {
+            Isa::Avx512Vnni => legacy_vnni(dtype, w, rb, acts, m, out),
+            _ => legacy_avx2(dtype, w, rb, acts, m, out),
+        }
+    }
+}
+
+/// As [`legacy_rows_all`] for the k-quant formats with Q8_K activations.
+pub(crate) fn k_rows_all(isa: Isa, dtype: GgmlDType, w: &[u8], rb: usize, acts: &[Q8KBlock], m: usize, out: &mut [f32]) {
+    check(dtype, w, rb, acts.len(), m, out, 256);
+    // SAFETY: as in `legacy_rows_all`.
+    unsafe {
+        match isa {
+            Isa::Avx512Vnni => k_vnni(dtype, w, rb, acts, m, out),
+            _ => k_avx2(dtype, w, rb, acts, m, out),
+        }
+    }
+}
