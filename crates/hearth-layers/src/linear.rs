@@ -56,6 +56,36 @@ impl Linear {
         matches!(self.weight, Weight::Quantized(_) | Weight::Blocks(_))
     }
 
+    /// Several layers over the same input (q/k/v, gate/up). CPU block-quantized weights share one
+    /// activation quantization and one parallel pass; other weights run one by one.
+    pub fn forward_many(layers: &[&Linear], x: &Tensor) -> Result<Vec<Tensor>> {
+        let blocks: Option<Vec<&QuantMatrix>> =
+            layers.iter().map(|l| if let Weight::Blocks(m) = &l.weight { Some(m) } else { None }).collect();
+        let Some(mats) = blocks.filter(|m| m.len() > 1) else {
+            return layers.iter().map(|l| l.forward(x)).collect();
+        };
+        let mut dims = x.dims().to_vec();
+        let k = dims.pop().unwrap_or(0);
+        if mats.iter().any(|q| q.shape().1 != k) {
+            return layers.iter().map(|l| l.forward(x)).collect(); // the single path reports the mismatch
+        }
+        let xs = x.to_dtype(candle_core::DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+        let outs = crate::quant::matmul_many(&mats, &xs, xs.len() / k.max(1));
+        layers
+            .iter()
+            .zip(outs)
+            .map(|(l, y)| {
+                let mut d = dims.clone();
+                d.push(l.out_features);
+                let y = Tensor::from_vec(y, d, x.device())?;
+                match &l.bias {
+                    Some(b) => Ok(y.broadcast_add(b)?),
+                    None => Ok(y),
+                }
+            })
+            .collect()
+    }
+
     /// `x`: `[..., in]` → `[..., out]`.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let y = match &self.weight {

@@ -154,9 +154,11 @@ impl Transformer {
         let c = &self.config;
         let t = x.dim(0)?;
         let h = b.attn_norm.forward(x)?;
-        let mut q = b.attn.q.forward(&h)?.reshape((t, c.n_heads, c.head_dim))?;
-        let mut k = b.attn.k.forward(&h)?.reshape((t, c.n_kv_heads, c.head_dim))?;
-        let v = b.attn.v.forward(&h)?;
+        let [q, k, v]: [Tensor; 3] = Linear::forward_many(&[&b.attn.q, &b.attn.k, &b.attn.v], &h)?
+            .try_into()
+            .map_err(|_| ModelError::BadBatch("q/k/v projection returned the wrong count".into()))?;
+        let mut q = q.reshape((t, c.n_heads, c.head_dim))?;
+        let mut k = k.reshape((t, c.n_kv_heads, c.head_dim))?;
         if let (Some(qn), Some(kn)) = (&b.attn.q_norm, &b.attn.k_norm) {
             q = qn.forward(&q)?;
             k = kn.forward(&k)?;
@@ -177,18 +179,7 @@ impl Transformer {
             sliding_window: if sliding { c.sliding_window } else { None },
             softcap: None,
         };
-        let attn = if cache.host_layer(layer)?.is_some() {
-            let seqs: Vec<HostSeq> = plan
-                .seqs
-                .iter()
-                .map(|s| HostSeq { offset: s.offset, n_new: s.n_new, q_start: s.q_start, slots: &s.host_slots })
-                .collect();
-            let q = q.flatten_all()?.to_vec1::<f32>()?;
-            let out = paged_attention_host(&q, cache, layer, &seqs, &params)?;
-            Tensor::from_vec(out, (t, c.n_heads * c.head_dim), &self.device)?
-        } else {
-            self.device_attention(&q, layer, sliding, plan, cache, &params)?
-        };
+        let attn = self.attention(&q, layer, sliding, plan, cache, &params)?;
         let attn = b.attn.o.forward(&attn)?;
         let attn = match &b.attn_post_norm {
             Some(n) => n.forward(&attn)?,
@@ -196,12 +187,14 @@ impl Transformer {
         };
         let x = (x + attn)?;
         let h = b.ffn_norm.forward(&x)?;
-        let gate = b.mlp.gate.forward(&h)?;
+        let [gate, up]: [Tensor; 2] = Linear::forward_many(&[&b.mlp.gate, &b.mlp.up], &h)?
+            .try_into()
+            .map_err(|_| ModelError::BadBatch("gate/up projection returned the wrong count".into()))?;
         let gate = match c.activation {
             Activation::Silu => candle_nn::ops::silu(&gate)?,
             Activation::GeluTanh => gate.gelu()?,
         };
-        let ff = b.mlp.down.forward(&(gate * b.mlp.up.forward(&h)?)?)?;
+        let ff = b.mlp.down.forward(&(gate * up)?)?;
         let ff = match &b.ffn_post_norm {
             Some(n) => n.forward(&ff)?,
             None => ff,
@@ -209,8 +202,10 @@ impl Transformer {
         Ok((x + ff)?)
     }
 
-    /// Attention through tensors gathered from a device KV cache, one sequence at a time.
-    fn device_attention(
+    /// Attention of every sequence's new tokens: `[t, n_heads * head_dim]`. On a host cache, decode-like
+    /// sequences (few new tokens) go through the batched host kernel in one parallel pass; prompt
+    /// chunks go through tensor matmuls, which are faster when many queries share the keys.
+    fn attention(
         &self,
         q: &Tensor,
         layer: usize,
@@ -219,16 +214,37 @@ impl Transformer {
         cache: &PagedKvCache,
         params: &AttentionParams,
     ) -> Result<Tensor> {
-        let mut outs = Vec::with_capacity(plan.seqs.len());
-        for s in &plan.seqs {
+        const GEMM_MIN_QUERIES: usize = 8;
+        let host = cache.host_layer(layer)?.is_some();
+        let width = self.config.n_heads * self.config.head_dim;
+        let mut rows: Vec<Option<Tensor>> = vec![None; plan.seqs.len()];
+        let (mut short, mut short_idx, mut q_short) = (Vec::new(), Vec::new(), Vec::new());
+        let mut offset = 0;
+        for (i, s) in plan.seqs.iter().enumerate() {
+            let qs = q.narrow(0, s.offset, s.n_new)?;
+            if host && s.n_new < GEMM_MIN_QUERIES {
+                q_short.extend(qs.flatten_all()?.to_vec1::<f32>()?);
+                short.push(HostSeq { offset, n_new: s.n_new, q_start: s.q_start, slots: &s.host_slots });
+                short_idx.push(i);
+                offset += s.n_new;
+                continue;
+            }
             let (kv_start, slots) = match (&s.local, sliding) {
                 (Some((start, slots)), true) => (*start, slots),
                 _ => (0, &s.global_slots),
             };
             let ctx = SeqContext { q_start: s.q_start, kv_start, slots };
-            outs.push(paged_attention(&q.narrow(0, s.offset, s.n_new)?, cache, layer, &ctx, params)?);
+            rows[i] = Some(paged_attention(&qs, cache, layer, &ctx, params)?);
         }
-        Ok(Tensor::cat(&outs, 0)?)
+        if !short.is_empty() {
+            let out = paged_attention_host(&q_short, cache, layer, &short, params)?;
+            for (hs, &i) in short.iter().zip(&short_idx) {
+                let seq_rows = out[hs.offset * width..(hs.offset + hs.n_new) * width].to_vec();
+                rows[i] = Some(Tensor::from_vec(seq_rows, (hs.n_new, width), &self.device)?);
+            }
+        }
+        let rows: Vec<Tensor> = rows.into_iter().flatten().collect();
+        Ok(Tensor::cat(&rows, 0)?)
     }
 }
 

@@ -65,29 +65,70 @@ pub fn paged_attention_host(
         };
         let kv_off = (head / group) * hd;
         let qv = &q[task * hd..(task + 1) * hd];
+        let visible = &s.slots[first..=qp];
         SCORES.with(|cell| {
             let mut scores = cell.borrow_mut();
-            scores.clear();
-            let mut max = f32::NEG_INFINITY;
-            for &slot in &s.slots[first..=qp] {
-                let k = &host.keys[slot as usize * width + kv_off..][..hd];
-                let mut sc = dot(qv, k) * p.scale;
-                if let Some(cap) = p.softcap {
-                    sc = (sc / cap).tanh() * cap;
-                }
-                max = max.max(sc);
-                scores.push(sc);
+            let rows = KvRows { keys: &host.keys, values: &host.values, width, offset: kv_off, len: hd };
+            #[cfg(target_arch = "x86_64")]
+            if crate::quant::isa::active() >= crate::quant::isa::Isa::Avx2 {
+                // SAFETY: the CPU has AVX2 and FMA (checked by `active`).
+                unsafe { attend_avx2(qv, &rows, visible, p, &mut scores, o) };
+                return;
             }
-            let mut total = 0f32;
-            for sc in scores.iter_mut() {
-                *sc = (*sc - max).exp();
-                total += *sc;
-            }
-            let inv = 1.0 / total;
-            for (&slot, &e) in s.slots[first..=qp].iter().zip(scores.iter()) {
-                axpy(o, e * inv, &host.values[slot as usize * width + kv_off..][..hd]);
-            }
+            attend(qv, &rows, visible, p, &mut scores, o, dot, axpy);
         });
     });
     Ok(out)
+}
+
+/// One KV head's rows in the cache: row `slot` starts at `slot * width + offset` and is `len` long.
+struct KvRows<'a> {
+    keys: &'a [f32],
+    values: &'a [f32],
+    width: usize,
+    offset: usize,
+    len: usize,
+}
+
+/// Softmax-weighted sum of the value rows of `slots` for query `qv`, into `out`.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn attend(
+    qv: &[f32],
+    rows: &KvRows<'_>,
+    slots: &[u32],
+    p: &AttentionParams,
+    scores: &mut Vec<f32>,
+    out: &mut [f32],
+    dot: impl Fn(&[f32], &[f32]) -> f32,
+    axpy: impl Fn(&mut [f32], f32, &[f32]),
+) {
+    scores.clear();
+    let mut max = f32::NEG_INFINITY;
+    for &slot in slots {
+        let k = &rows.keys[slot as usize * rows.width + rows.offset..][..rows.len];
+        let mut sc = dot(qv, k) * p.scale;
+        if let Some(cap) = p.softcap {
+            sc = (sc / cap).tanh() * cap;
+        }
+        max = max.max(sc);
+        scores.push(sc);
+    }
+    let mut total = 0f32;
+    for sc in scores.iter_mut() {
+        *sc = (*sc - max).exp();
+        total += *sc;
+    }
+    let inv = 1.0 / total;
+    for (&slot, &e) in slots.iter().zip(scores.iter()) {
+        axpy(out, e * inv, &rows.values[slot as usize * rows.width + rows.offset..][..rows.len]);
+    }
+}
+
+/// [`attend`] compiled for AVX2 with the vector primitives inlined into its loops.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn attend_avx2(qv: &[f32], rows: &KvRows<'_>, slots: &[u32], p: &AttentionParams, scores: &mut Vec<f32>, out: &mut [f32]) {
+    use super::vec::x86;
+    attend(qv, rows, slots, p, scores, out, |a, b| unsafe { x86::dot(a, b) }, |y, a, x| unsafe { x86::axpy(y, a, x) });
 }

@@ -37,11 +37,12 @@ pub fn axpy(y: &mut [f32], a: f32, x: &[f32]) {
 }
 
 #[cfg(target_arch = "x86_64")]
-mod x86 {
+pub(crate) mod x86 {
     use std::arch::x86_64::*;
 
+    #[inline]
     #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn dot(a: &[f32], b: &[f32]) -> f32 {
+    pub(crate) unsafe fn dot(a: &[f32], b: &[f32]) -> f32 {
         let n = a.len();
         let (mut s0, mut s1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
         let mut i = 0;
@@ -66,8 +67,9 @@ mod x86 {
         total
     }
 
+    #[inline]
     #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn axpy(y: &mut [f32], a: f32, x: &[f32]) {
+    pub(crate) unsafe fn axpy(y: &mut [f32], a: f32, x: &[f32]) {
         let n = y.len();
         let av = _mm256_set1_ps(a);
         let mut i = 0;

@@ -36,7 +36,7 @@ pub(crate) fn quantize(dtype: GgmlDType, xs: &[f32], m: usize, k: usize) -> Acti
     use GgmlDType as D;
     match dtype {
         D::Q2K | D::Q3K | D::Q4K | D::Q5K | D::Q6K | D::Q8K => Activations::Q8K(quantize_with(xs, m * k, q8k_rows)),
-        _ => Activations::Q8(quantize_with(xs, m * k, q8_rows)),
+        _ => Activations::Q8(quantize_with(xs, m * k, q8_rows_simd)),
     }
 }
 
@@ -58,8 +58,18 @@ unsafe fn with_avx2<B, F: Fn(&[f32]) -> Vec<B>>(xs: &[f32], f: F) -> Vec<B> {
 }
 
 #[inline(always)]
-fn q8_rows(xs: &[f32]) -> Vec<Q8Block> {
+fn q8_rows_simd(xs: &[f32]) -> Vec<Q8Block> {
+    #[cfg(target_arch = "x86_64")]
+    if super::isa::active() >= super::isa::Isa::Avx2 {
+        // SAFETY: the CPU has AVX2, FMA and F16C (checked by `active`); chunks are 32 values.
+        return xs.chunks_exact(32).map(|c| unsafe { super::x86::q8_block(c) }).collect();
+    }
     xs.chunks_exact(32).map(q8_block).collect()
+}
+
+#[cfg(test)]
+pub(crate) fn q8_block_scalar(xs: &[f32]) -> Q8Block {
+    q8_block(xs)
 }
 
 #[inline(always)]

@@ -105,26 +105,11 @@ impl QuantMatrix {
 
     /// As [`Self::matmul`] on a given instruction-set path (one the CPU has; see [`Isa::available`]).
     pub fn matmul_with(&self, isa: Isa, xs: &[f32], m: usize) -> Vec<f32> {
-        let isa = isa.min(Isa::detect());
-        let acts = activations::quantize(self.dtype, xs, m, self.cols);
-        let (n, rb) = (self.rows, self.row_bytes());
-        let weights = self.source.bytes();
-        // Output computed weight-row-major so each task owns a contiguous slice, then transposed.
-        let mut out_t = vec![0f32; n * m];
-        out_t.par_chunks_mut(ROWS_PER_TASK * m).enumerate().for_each(|(task, chunk)| {
-            let w = &weights[task * ROWS_PER_TASK * rb..];
-            rows_dots(isa, self.dtype, w, rb, &acts, self.cols, m, chunk);
-        });
-        if m == 1 {
-            return out_t;
-        }
-        let mut out = vec![0f32; m * n];
-        for r in 0..n {
-            for j in 0..m {
-                out[j * n + r] = out_t[r * m + j];
-            }
-        }
-        out
+        matmul_many_with(isa, &[self], xs, m).pop().unwrap_or_default()
+    }
+
+    fn uses_q8k(&self) -> bool {
+        self.dtype.block_size() == 256
     }
 
     /// Rows `ids` dequantized, as `[ids.len(), cols]` f32 (embedding lookup).
@@ -146,6 +131,55 @@ impl QuantMatrix {
         let ids: Vec<u32> = (0..self.rows as u32).collect();
         self.rows_f32(&ids, device)
     }
+}
+
+/// Several matrices of the same input width applied to the same `m` activation rows (q/k/v, gate/up)
+/// in one parallel pass: activations are quantized once per block family, and the thread pool is
+/// woken once instead of once per matrix. Returns each matrix's `m × rows` output.
+pub fn matmul_many(mats: &[&QuantMatrix], xs: &[f32], m: usize) -> Vec<Vec<f32>> {
+    matmul_many_with(isa::active(), mats, xs, m)
+}
+
+fn matmul_many_with(isa: Isa, mats: &[&QuantMatrix], xs: &[f32], m: usize) -> Vec<Vec<f32>> {
+    let isa = isa.min(Isa::detect());
+    let Some(k) = mats.first().map(|q| q.cols) else { return Vec::new() };
+    assert!(mats.iter().all(|q| q.cols == k) && xs.len() >= m * k, "matmul_many: inputs of {} values for width {k}", xs.len());
+    let legacy = mats.iter().any(|q| !q.uses_q8k()).then(|| activations::quantize(GgmlDType::Q8_0, xs, m, k));
+    let kquant = mats.iter().any(|q| q.uses_q8k()).then(|| activations::quantize(GgmlDType::Q8K, xs, m, k));
+    let mut outs: Vec<Vec<f32>> = mats.iter().map(|q| vec![0f32; q.rows * m]).collect();
+    let mut tasks = Vec::new();
+    for (i, out) in outs.iter_mut().enumerate() {
+        tasks.extend(out.chunks_mut(ROWS_PER_TASK * m).enumerate().map(|(c, chunk)| (i, c, chunk)));
+    }
+    tasks.into_par_iter().for_each(|(i, c, chunk)| {
+        let q = mats[i];
+        let acts = if q.uses_q8k() { kquant.as_ref() } else { legacy.as_ref() };
+        let rb = q.row_bytes();
+        if let Some(acts) = acts {
+            rows_dots(isa, q.dtype, &q.source.bytes()[c * ROWS_PER_TASK * rb..], rb, acts, k, m, chunk);
+        }
+    });
+    // Computed weight-row-major so each task owns a contiguous slice; callers want input-row-major.
+    outs.into_iter().zip(mats).map(|(o, q)| transpose(o, q.rows, m)).collect()
+}
+
+fn transpose(out_t: Vec<f32>, n: usize, m: usize) -> Vec<f32> {
+    if m == 1 {
+        return out_t;
+    }
+    // In 16×16 tiles so both sides stay in cache for large prefill batches.
+    const T: usize = 16;
+    let mut out = vec![0f32; m * n];
+    for r0 in (0..n).step_by(T) {
+        for j0 in (0..m).step_by(T) {
+            for r in r0..(r0 + T).min(n) {
+                for j in j0..(j0 + T).min(m) {
+                    out[j * n + r] = out_t[r * m + j];
+                }
+            }
+        }
+    }
+    out
 }
 
 /// `out[r * m + j]` = weight row `r` of `w` · activation row `j`, for the `out.len() / m` rows of `w`.

@@ -122,3 +122,19 @@ fn this_cpu_reports_its_simd_path() {
     }
     assert_eq!(super::Isa::available()[0], super::Isa::Scalar);
 }
+
+proptest! {
+    /// The vector quantizer is the scalar one, bit for bit (including ties, zeros and f16 rounding).
+    #[test]
+    fn simd_activation_quantizer_equals_scalar(xs in proptest::collection::vec(prop_oneof![-50f32..50.0, Just(0.0), Just(0.5), Just(-2.5)], 32)) {
+        #[cfg(target_arch = "x86_64")]
+        if super::Isa::detect() >= super::Isa::Avx2 {
+            let a = super::activations::q8_block_scalar(&xs);
+            // SAFETY: AVX2/FMA/F16C present (checked above); 32 values.
+            let b = unsafe { super::x86::q8_block(&xs) };
+            prop_assert_eq!(a.qs, b.qs);
+            prop_assert_eq!(a.d.to_bits(), b.d.to_bits());
+            prop_assert_eq!(a.sum_scaled.to_bits(), b.sum_scaled.to_bits());
+        }
+    }
+}
