@@ -6,6 +6,10 @@ set -euo pipefail
 # One package per line: the tool it provides, then the Debian package.
 NEEDED=(
   "tmux tmux"
+  "promtool prometheus"
+  "chromium chromium"
+  "chromedriver chromium-driver"
+  "mkfs.xfs xfsprogs"
 )
 missing=()
 for entry in "${NEEDED[@]}"; do

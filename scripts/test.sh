@@ -7,6 +7,8 @@ cd "$ROOT"
 export HEARTH_DEV_CACHE=${HEARTH_DEV_CACHE:-$HOME/.cache/hearth-dev}
 scripts/setup-system.sh
 scripts/fetch-models.sh >/dev/null
+# llama-server is the real server the monitor and bench tests measure (built once, cached; ~10 min cold).
+scripts/build-llama-cpp.sh >/dev/null
 PY=$(scripts/setup-venv.sh)
 # The generator is deterministic (fixed seed, pinned numpy) and takes seconds.
 "$PY" scripts/gen-tiny-models.py "$HEARTH_DEV_CACHE/tiny-models" >/dev/null

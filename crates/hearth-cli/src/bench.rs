@@ -13,6 +13,16 @@ use std::time::Instant;
 pub enum BenchCommand {
     /// Prompt processing (pp) and token generation (tg) speed of the engine on one model.
     Engine(EngineBenchArgs),
+    /// Aggregate decode speed with many sequences stepping together (4, 16, 64 by default).
+    Batched(crate::bench_batched::BatchedArgs),
+    /// Benchmark an OpenAI- or Ollama-API endpoint (TTFT, TPOT, ITL, E2E; saved in the history).
+    Run(crate::bench_run::RunArgs),
+    /// Saved benchmark runs, newest first.
+    List(crate::bench_run::ListArgs),
+    /// One saved run in full.
+    Show(crate::bench_run::ShowArgs),
+    /// Ratios of run B to run A, with noise.
+    Compare(crate::bench_run::CompareArgs),
 }
 
 #[derive(Args)]
@@ -36,6 +46,11 @@ pub struct EngineBenchArgs {
 pub fn run(cmd: BenchCommand) -> Result<()> {
     match cmd {
         BenchCommand::Engine(args) => engine(args),
+        BenchCommand::Batched(args) => crate::bench_batched::run(args),
+        BenchCommand::Run(args) => crate::bench_run::run(args),
+        BenchCommand::List(args) => crate::bench_run::list(args),
+        BenchCommand::Show(args) => crate::bench_run::show(args),
+        BenchCommand::Compare(args) => crate::bench_run::compare(args),
     }
 }
 

@@ -2,10 +2,18 @@
 //! the only place that reads the environment or exits the process.
 
 mod bench;
+mod bench_batched;
+mod bench_run;
+mod cache;
+mod cache_output;
 mod chat;
 mod convert;
 mod convert_rope;
+mod dash;
+mod proxy;
 mod run;
+mod serve;
+mod service;
 mod show;
 
 use clap::{Parser, Subcommand};
@@ -32,6 +40,20 @@ enum Command {
     /// Measure inference speed.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// Live monitor of local LLM servers in the terminal, or in the browser with --web.
+    Dash(dash::DashArgs),
+    /// The monitor history: export, import, prune.
+    #[command(subcommand)]
+    History(dash::HistoryCommand),
+    /// Transparent metering proxy: counts streamed tokens of a server without live counters (Ollama).
+    Proxy(proxy::ProxyArgs),
+    /// Start `hearth serve` (or the web dashboard) at login: systemd user unit or launchd agent.
+    #[command(subcommand)]
+    Service(service::ServiceCommand),
+    /// Serve models over OpenAI- and Ollama-compatible HTTP APIs (default 127.0.0.1:8337).
+    Serve(serve::ServeArgs),
+    /// The shared model store: add, status, sync and dedup with the HF cache, Ollama and LM Studio.
+    Cache(cache::CacheArgs),
 }
 
 fn main() -> ExitCode {
@@ -49,6 +71,12 @@ fn main() -> ExitCode {
         Command::Show(args) => show::run(args),
         Command::Convert(args) => convert::run(args),
         Command::Bench(cmd) => bench::run(cmd),
+        Command::Dash(args) => dash::run(args),
+        Command::History(cmd) => dash::history(cmd),
+        Command::Proxy(args) => proxy::run(args),
+        Command::Service(cmd) => service::run(cmd),
+        Command::Serve(args) => serve::run(args),
+        Command::Cache(args) => cache::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

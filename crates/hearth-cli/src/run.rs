@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 #[derive(Args)]
 pub struct RunArgs {
-    /// A .gguf file or a Hugging Face safetensors directory.
+    /// A .gguf file, a Hugging Face safetensors directory, or a store name (org/repo, name:tag, alias).
     pub model: PathBuf,
     /// The prompt; without one, an interactive chat starts (/bye quits, /clear forgets the history).
     pub prompt: Option<String>,
@@ -92,7 +92,9 @@ pub fn start_engine(model: &std::path::Path, device: &str) -> Result<(EngineHand
 }
 
 pub fn run(args: RunArgs) -> Result<()> {
-    let (engine, load_time) = start_engine(&args.model, &args.device)?;
+    // A path that exists stays a path; otherwise MODEL is a store name (`hearth cache`).
+    let model = crate::cache::resolve_model_arg(&args.model)?;
+    let (engine, load_time) = start_engine(&model, &args.device)?;
     let mode = PromptMode::for_model(engine.context(), args.raw)?;
     let mut history: Vec<Value> = args.system.iter().map(|s| json!({"role": "system", "content": s})).collect();
     if let Some(prompt) = &args.prompt {

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 #[derive(Args)]
 pub struct ShowArgs {
-    /// A .gguf file or a Hugging Face safetensors directory.
+    /// A .gguf file, a Hugging Face safetensors directory, or a store name (org/repo, name:tag, alias).
     pub model: PathBuf,
     /// Print JSON instead of a table.
     #[arg(long)]
@@ -19,7 +19,7 @@ pub struct ShowArgs {
 
 pub fn run(args: ShowArgs) -> Result<()> {
     // Model errors already name the file (and the field) that failed.
-    let m = hearth_models::open(&args.model)?;
+    let m = hearth_models::open(&crate::cache::resolve_model_arg(&args.model)?)?;
     let eos: Vec<String> = m
         .eos_ids
         .iter()

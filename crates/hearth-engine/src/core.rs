@@ -3,6 +3,7 @@
 
 use crate::blocks::BlockAllocator;
 use crate::events::GenerationEvent;
+use crate::metrics::EngineMetrics;
 use crate::sampling::{Sampler, SamplingParams};
 use crate::sequence::{Progress, Sequence};
 use crate::{EngineError, Result};
@@ -10,6 +11,7 @@ use hearth_formats::tokenizer::Tokenizer;
 use hearth_layers::PagedKvCache;
 use hearth_models::{SeqBatch, Transformer};
 use std::collections::VecDeque;
+use std::sync::atomic::AtomicBool;
 use std::sync::mpsc::Sender;
 use std::sync::Arc;
 
@@ -41,6 +43,36 @@ pub struct GenerateRequest {
     pub params: SamplingParams,
 }
 
+/// What every request must fit: known before the engine thread starts, so callers can refuse a request
+/// up front (the server answers 400) instead of reading an error event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestLimits {
+    pub context_length: usize,
+    /// Positions the KV cache can hold in total.
+    pub cache_tokens: usize,
+    pub vocab_size: usize,
+}
+
+impl RequestLimits {
+    /// Why `req` can never run, if it can't.
+    pub fn check(&self, req: &GenerateRequest) -> Result<()> {
+        let (context, vocab) = (self.context_length, self.vocab_size as u32);
+        if req.prompt.is_empty() {
+            return Err(EngineError::BadRequest("the prompt has no tokens".into()));
+        }
+        if let Some(bad) = req.prompt.iter().find(|&&t| t >= vocab) {
+            return Err(EngineError::BadRequest(format!("token id {bad} is outside the vocabulary ({vocab})")));
+        }
+        // One position must stay free for the first generated token.
+        let capacity = self.cache_tokens;
+        let limit = context.min(capacity).saturating_sub(1);
+        if req.prompt.len() > limit {
+            return Err(EngineError::PromptTooLong { prompt: req.prompt.len(), limit, context, capacity });
+        }
+        req.params.validate().map_err(|e| EngineError::BadRequest(e.to_string()))
+    }
+}
+
 pub struct EngineCore {
     model: Transformer,
     tokenizer: Arc<Tokenizer>,
@@ -52,6 +84,7 @@ pub struct EngineCore {
     running: Vec<Sequence>,
     next_id: u64,
     preemptions: u64,
+    metrics: Arc<EngineMetrics>,
 }
 
 impl EngineCore {
@@ -77,6 +110,7 @@ impl EngineCore {
             running: Vec::new(),
             next_id: 0,
             preemptions: 0,
+            metrics: Arc::new(EngineMetrics::default()),
         })
     }
 
@@ -96,6 +130,26 @@ impl EngineCore {
         self.preemptions
     }
 
+    /// The counters this core updates every step.
+    pub fn metrics(&self) -> &Arc<EngineMetrics> {
+        &self.metrics
+    }
+
+    pub fn limits(&self) -> RequestLimits {
+        let config = self.model.config();
+        RequestLimits { context_length: config.context_length, cache_tokens: self.capacity_tokens(), vocab_size: config.vocab_size }
+    }
+
+    /// Blocks of the KV cache not held by any sequence (cached prefix blocks included).
+    pub fn free_blocks(&self) -> usize {
+        self.blocks.free_count()
+    }
+
+    /// Bytes the KV cache occupies.
+    pub fn kv_cache_bytes(&self) -> usize {
+        self.capacity_tokens() * self.model.kv_cache_config(1, 1).bytes_per_token()
+    }
+
     /// Positions the KV cache can hold in total.
     pub fn capacity_tokens(&self) -> usize {
         self.blocks.total() * self.blocks.block_size()
@@ -103,7 +157,16 @@ impl EngineCore {
 
     /// Queue a request; errors (sent as the only event) if it can never run.
     pub fn submit(&mut self, req: GenerateRequest, events: Sender<GenerationEvent>) {
-        if let Err(e) = self.check_request(&req) {
+        self.submit_inner(req, events, None);
+    }
+
+    /// Like [`submit`](Self::submit); setting `cancel` drops the request and frees its blocks at the next step.
+    pub fn submit_cancellable(&mut self, req: GenerateRequest, events: Sender<GenerationEvent>, cancel: Arc<AtomicBool>) {
+        self.submit_inner(req, events, Some(cancel));
+    }
+
+    fn submit_inner(&mut self, req: GenerateRequest, events: Sender<GenerationEvent>, cancel: Option<Arc<AtomicBool>>) {
+        if let Err(e) = self.limits().check(&req) {
             let _ = events.send(GenerationEvent::Error(e.to_string()));
             return;
         }
@@ -118,30 +181,24 @@ impl EngineCore {
             }
         };
         self.next_id += 1;
-        self.waiting.push_back(Sequence::new(self.next_id, req.prompt, sampler, max_tokens, events));
-    }
-
-    fn check_request(&self, req: &GenerateRequest) -> Result<()> {
-        let context = self.model.config().context_length;
-        let vocab = self.model.config().vocab_size as u32;
-        if req.prompt.is_empty() {
-            return Err(EngineError::BadRequest("the prompt has no tokens".into()));
+        let mut seq = Sequence::new(self.next_id, req.prompt, sampler, max_tokens, events);
+        if let Some(cancel) = cancel {
+            seq = seq.with_cancel(cancel);
         }
-        if let Some(bad) = req.prompt.iter().find(|&&t| t >= vocab) {
-            return Err(EngineError::BadRequest(format!("token id {bad} is outside the vocabulary ({vocab})")));
-        }
-        // One position must stay free for the first generated token.
-        let capacity = self.capacity_tokens();
-        let limit = context.min(capacity).saturating_sub(1);
-        if req.prompt.len() > limit {
-            return Err(EngineError::PromptTooLong { prompt: req.prompt.len(), limit, context, capacity });
-        }
-        req.params.validate().map_err(|e| EngineError::BadRequest(e.to_string()))
+        self.waiting.push_back(seq);
+        self.publish_state();
     }
 
     /// One scheduling step: decode a token for every running sequence and spend the rest of the token
     /// budget on prefill. Returns the number of tokens computed.
     pub fn step(&mut self) -> Result<usize> {
+        self.drop_cancelled();
+        let computed = self.step_batch();
+        self.publish_state();
+        computed
+    }
+
+    fn step_batch(&mut self) -> Result<usize> {
         self.reserve_decode_blocks();
         self.admit_waiting();
         let mut plan: Vec<(usize, usize)> = Vec::new(); // (running index, tokens this step)
@@ -176,12 +233,18 @@ impl EngineCore {
         tracing::debug!(tokens = tokens.len(), seqs = batch.len(), forward_ms = t0.elapsed().as_secs_f64() * 1e3, "forward");
         let computed = tokens.len();
         let mut done = Vec::new();
+        let block_size = self.blocks.block_size();
         for (row, &(i, n)) in plan.iter().enumerate() {
             let s = &mut self.running[i];
             s.cached += n;
+            register_full_blocks(&mut self.blocks, s, block_size);
             if s.pending() > 0 {
                 continue; // prompt chunk: more to prefill before sampling
             }
+            if s.generated() == 0 {
+                self.metrics.add_prompt_tokens(s.prompt_len);
+            }
+            self.metrics.add_generation_tokens(1);
             let progress = match s.sampler.sample(&logits[row], &s.tokens) {
                 Ok(tok) => s.accept(tok, &self.tokenizer, self.model.config().context_length),
                 Err(e) => s.fail(format!("sampling failed: {e}")),
@@ -223,6 +286,7 @@ impl EngineCore {
             victim.reset_cache();
             self.waiting.push_front(victim);
             self.preemptions += 1;
+            self.metrics.add_preemption();
         }
     }
 
@@ -230,8 +294,14 @@ impl EngineCore {
     fn admit_waiting(&mut self) {
         while self.running.len() < self.config.max_running {
             let Some(s) = self.waiting.front_mut() else { break };
+            if s.cached == 0 && s.block_table.is_empty() {
+                match_cached_prefix(&mut self.blocks, s, &self.metrics);
+            }
             let first_chunk = s.pending().min(self.config.max_batch_tokens);
             if !self.blocks.grow(&mut s.block_table, s.cached + first_chunk) {
+                // Matched prefix blocks go back (still cached) until there is room.
+                self.blocks.release(&mut s.block_table);
+                s.reset_cache();
                 break;
             }
             if let Some(s) = self.waiting.pop_front() {
@@ -246,12 +316,62 @@ impl EngineCore {
     }
 }
 
+/// Start a fresh sequence on the cached blocks of its longest known prefix (always leaving at least
+/// one token to compute, whose logits pick the next token).
+fn match_cached_prefix(blocks: &mut BlockAllocator, s: &mut Sequence, metrics: &EngineMetrics) {
+    let block_size = blocks.block_size();
+    let full = (s.tokens.len() - 1) / block_size;
+    let hashes = s.block_hashes(full, block_size).to_vec();
+    let matched = blocks.match_prefix(&mut s.block_table, &hashes, &s.tokens);
+    s.cached = matched * block_size;
+    s.registered_blocks = matched;
+    metrics.add_prefix(s.tokens.len(), s.cached);
+}
+
+/// Offer the sequence's newly completed blocks to the prefix cache.
+fn register_full_blocks(blocks: &mut BlockAllocator, s: &mut Sequence, block_size: usize) {
+    let full = s.cached / block_size;
+    if full <= s.registered_blocks {
+        return;
+    }
+    let hashes = s.block_hashes(full, block_size).to_vec();
+    for (i, &hash) in hashes.iter().enumerate().skip(s.registered_blocks) {
+        blocks.register(s.block_table[i], hash, &s.tokens[i * block_size..(i + 1) * block_size]);
+    }
+    s.registered_blocks = full;
+}
+
 impl EngineCore {
+    /// Requests whose owner gave up leave at once, and their blocks go back to the pool.
+    fn drop_cancelled(&mut self) {
+        let blocks = &mut self.blocks;
+        self.running.retain_mut(|s| {
+            let keep = !s.is_cancelled();
+            if !keep {
+                blocks.release(&mut s.block_table);
+            }
+            keep
+        });
+        self.waiting.retain_mut(|s| {
+            let keep = !s.is_cancelled();
+            if !keep {
+                blocks.release(&mut s.block_table);
+            }
+            keep
+        });
+    }
+
+    fn publish_state(&self) {
+        let used = self.blocks.total() - self.blocks.free_count();
+        self.metrics.set_state(self.running.len(), self.waiting.len(), used, self.blocks.total());
+    }
+
     /// A step failed (a tensor or device error): every sequence gets the error and its blocks back.
     pub fn fail_all(&mut self, message: &str) {
         for mut s in self.running.drain(..).chain(self.waiting.drain(..)) {
             let _ = s.fail(message.to_string());
             self.blocks.release(&mut s.block_table);
         }
+        self.publish_state();
     }
 }

@@ -8,14 +8,17 @@ mod blocks;
 mod core;
 mod events;
 mod handle;
+mod metrics;
+pub mod prompt;
 pub mod sampling;
 mod score;
 mod sequence;
 
-pub use blocks::BlockAllocator;
-pub use core::{EngineConfig, EngineCore, GenerateRequest};
+pub use blocks::{block_hash, BlockAllocator, BlockHash};
+pub use core::{EngineConfig, EngineCore, GenerateRequest, RequestLimits};
 pub use events::{GenerationEvent, GenerationStats, TokenEvent};
-pub use handle::{EngineHandle, ModelContext};
+pub use handle::{CancelGuard, EngineHandle, Generation, ModelContext};
+pub use metrics::{EngineMetrics, MetricsSnapshot};
 pub use score::score_tokens;
 
 #[derive(Debug, thiserror::Error)]

@@ -4,8 +4,11 @@ use crate::events::{GenerationEvent, GenerationStats, TokenEvent};
 use crate::sampling::{
     Detokenize, FinishReason, IncrementalDecoder, SampledToken, Sampler, StopMatcher, StopReason, StopScan,
 };
+use crate::blocks::{block_hash, BlockHash};
 use hearth_formats::tokenizer::Tokenizer;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Sender;
+use std::sync::Arc;
 use std::time::Instant;
 
 /// Adapts the tokenizer to the incremental decoder; special tokens are not part of the text.
@@ -26,6 +29,12 @@ pub(crate) struct Sequence {
     /// Positions whose K/V are in the cache.
     pub cached: usize,
     pub block_table: Vec<usize>,
+    /// Prefix hashes of the full blocks of `tokens` computed so far (tokens only grow, so they stay valid).
+    block_hashes: Vec<BlockHash>,
+    /// Leading blocks of `block_table` already registered in the prefix cache.
+    pub registered_blocks: usize,
+    /// Set by the request's owner to abandon it.
+    cancel: Option<Arc<AtomicBool>>,
     pub sampler: Sampler,
     pub max_tokens: usize,
     decoder: IncrementalDecoder,
@@ -50,6 +59,9 @@ impl Sequence {
         let stops = StopMatcher::new(&sampler.params().stop);
         Self {
             id,
+            block_hashes: Vec::new(),
+            registered_blocks: 0,
+            cancel: None,
             prompt_len: prompt.len(),
             decoder: IncrementalDecoder::with_prompt(&prompt),
             tokens: prompt,
@@ -64,6 +76,26 @@ impl Sequence {
             first_token_at: None,
             prefill_started: None,
         }
+    }
+
+    pub fn with_cancel(mut self, cancel: Arc<AtomicBool>) -> Self {
+        self.cancel = Some(cancel);
+        self
+    }
+
+    /// True once the owner has given up on the request.
+    pub fn is_cancelled(&self) -> bool {
+        self.cancel.as_ref().is_some_and(|c| c.load(Ordering::Relaxed))
+    }
+
+    /// Prefix hashes of the first `n` full blocks of `tokens` (`n` must not exceed the full blocks).
+    pub fn block_hashes(&mut self, n: usize, block_size: usize) -> &[BlockHash] {
+        while self.block_hashes.len() < n {
+            let i = self.block_hashes.len();
+            let parent = self.block_hashes.last().copied().unwrap_or(0);
+            self.block_hashes.push(block_hash(parent, &self.tokens[i * block_size..(i + 1) * block_size]));
+        }
+        &self.block_hashes[..n]
     }
 
     /// Tokens not yet in the cache (the prompt remainder, or the last sampled token).
@@ -85,6 +117,7 @@ impl Sequence {
     /// Forget the cache (after preemption): everything will be recomputed.
     pub fn reset_cache(&mut self) {
         self.cached = 0;
+        self.registered_blocks = 0;
     }
 
     /// Append a sampled token, stream its text, and decide whether the sequence is done.

@@ -129,6 +129,15 @@ impl Transformer {
     /// Runs the batch; returns logits `[rows, vocab]` where each sequence contributes its last new
     /// token's row (or all its new tokens' rows when `all_logits`), in batch order.
     pub fn forward(&self, tokens: &[u32], seqs: &[SeqBatch], cache: &PagedKvCache) -> Result<Tensor> {
+        // The whole step runs on a pool worker: each of the ~8 parallel regions per layer is then
+        // shared with the other workers directly, instead of the caller handing it over and sleeping.
+        if self.device.is_cpu() && rayon::current_thread_index().is_none() {
+            return rayon::scope(|_| self.forward_on_pool(tokens, seqs, cache));
+        }
+        self.forward_on_pool(tokens, seqs, cache)
+    }
+
+    fn forward_on_pool(&self, tokens: &[u32], seqs: &[SeqBatch], cache: &PagedKvCache) -> Result<Tensor> {
         let plan = BatchPlan::new(tokens.len(), seqs, cache.config().block_size, &self.config, &self.device)?;
         let ids = Tensor::new(tokens, &self.device)?;
         let mut x = match &self.embedding {

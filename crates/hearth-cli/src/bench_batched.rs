@@ -1,0 +1,106 @@
+//! `hearth bench batched MODEL`: aggregate decode throughput with N sequences stepping together (what
+//! a server does under load), optionally beside llama.cpp's `llama-batched-bench` in the same run.
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use hearth_layers::PagedKvCache;
+use hearth_models::{SeqBatch, Transformer};
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Instant;
+
+#[derive(Args)]
+pub struct BatchedArgs {
+    /// A .gguf file or a safetensors directory.
+    pub model: PathBuf,
+    /// Numbers of parallel sequences, comma-separated.
+    #[arg(long, default_value = "4,16,64", value_delimiter = ',')]
+    pub seqs: Vec<usize>,
+    /// Prompt tokens of each sequence (prefilled before decoding; not timed in the decode rate).
+    #[arg(long, default_value_t = 128)]
+    pub pp: usize,
+    /// Tokens decoded per sequence.
+    #[arg(long, default_value_t = 128)]
+    pub tg: usize,
+    /// Path to llama.cpp's llama-batched-bench, to measure it on the same file in the same run.
+    #[arg(long)]
+    pub llama_batched_bench: Option<PathBuf>,
+}
+
+pub fn run(args: BatchedArgs) -> Result<()> {
+    if args.pp == 0 || args.tg == 0 || args.seqs.is_empty() || args.seqs.contains(&0) {
+        bail!("--pp, --tg and every --seqs value must be positive");
+    }
+    let threads = std::env::var("RAYON_NUM_THREADS").ok().and_then(|v| v.parse().ok()).unwrap_or_else(|| {
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+    });
+    // llama.cpp first, so its peak RSS is not inflated by our mapped model (see `bench engine`).
+    let reference = args.llama_batched_bench.as_ref().map(|bin| llama_batched_bench(bin, &args, threads)).transpose()?;
+    let loaded = hearth_models::load(&args.model, &candle_core::Device::Cpu).with_context(|| format!("loading {}", args.model.display()))?;
+    let name = args.model.file_name().and_then(|n| n.to_str()).unwrap_or("model");
+    println!("model: {name}, threads: {threads}, prompt {} + decode {} tokens per sequence", args.pp, args.tg);
+    println!("| sequences | hearth decode tok/s | llama.cpp decode tok/s | ratio |");
+    println!("|-----------|---------------------|------------------------|-------|");
+    for &n in &args.seqs {
+        let ours = decode_rate(&loaded.model, n, args.pp, args.tg)?;
+        let theirs = reference.as_ref().and_then(|r| r.iter().find(|(pl, _)| *pl == n).map(|(_, s)| *s));
+        match theirs {
+            Some(t) => println!("| {n:>9} | {ours:>19.1} | {t:>22.1} | {:.2}x |", ours / t),
+            None => println!("| {n:>9} | {ours:>19.1} | {:>22} |     – |", "–"),
+        }
+    }
+    Ok(())
+}
+
+/// Aggregate generated tokens per second of `n` sequences decoding `tg` tokens each after a
+/// `pp`-token prompt, all in one batch per step.
+fn decode_rate(model: &Transformer, n: usize, pp: usize, tg: usize) -> Result<f64> {
+    const BLOCK: usize = 16;
+    let per_seq = (pp + tg).div_ceil(BLOCK);
+    let cache = PagedKvCache::new(model.kv_cache_config(n * per_seq, BLOCK), model.device())?;
+    let tables: Vec<Vec<usize>> = (0..n).map(|s| (s * per_seq..(s + 1) * per_seq).collect()).collect();
+    let vocab = model.config().vocab_size as u32;
+    let token = |s: usize, i: usize| ((s * 7919 + i * 104_729 + 13) % vocab as usize) as u32;
+    // Prompts: each sequence its own tokens, prefilled one sequence per forward like a server would.
+    for (s, table) in tables.iter().enumerate() {
+        let prompt: Vec<u32> = (0..pp).map(|i| token(s, i)).collect();
+        let seq = SeqBatch { cached: 0, n_new: pp, block_table: table.clone(), all_logits: false };
+        model.forward(&prompt, &[seq], &cache)?;
+    }
+    let start = Instant::now();
+    for step in 0..tg {
+        let tokens: Vec<u32> = (0..n).map(|s| token(s, pp + step)).collect();
+        let seqs: Vec<SeqBatch> = tables
+            .iter()
+            .map(|t| SeqBatch { cached: pp + step, n_new: 1, block_table: t.clone(), all_logits: false })
+            .collect();
+        model.forward(&tokens, &seqs, &cache)?.to_vec2::<f32>()?;
+    }
+    Ok((n * tg) as f64 / start.elapsed().as_secs_f64())
+}
+
+/// Runs llama-batched-bench; returns (parallel sequences, decode tok/s) per row.
+fn llama_batched_bench(bin: &PathBuf, args: &BatchedArgs, threads: usize) -> Result<Vec<(usize, f64)>> {
+    let max_n = args.seqs.iter().copied().max().unwrap_or(1);
+    let ctx = max_n * (args.pp + args.tg) + 16;
+    let list: Vec<String> = args.seqs.iter().map(|n| n.to_string()).collect();
+    let out = Command::new(bin)
+        .arg("-m").arg(&args.model)
+        .args(["-c", &ctx.to_string(), "-b", "2048", "-ub", "512"])
+        .args(["-npp", &args.pp.to_string(), "-ntg", &args.tg.to_string(), "-npl", &list.join(",")])
+        .args(["-t", &threads.to_string(), "--output-format", "jsonl"])
+        .output()
+        .with_context(|| format!("running {}", bin.display()))?;
+    if !out.status.success() {
+        bail!("llama-batched-bench failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let rows: Vec<(usize, f64)> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| Some((v["pl"].as_u64()? as usize, v["speed_tg"].as_f64()?)))
+        .collect();
+    if rows.is_empty() {
+        bail!("llama-batched-bench printed no result rows");
+    }
+    Ok(rows)
+}

@@ -1,0 +1,335 @@
+//! `hearth bench run | list | show | compare`, `hearth dash` (in tmux and, with `--web`, in headless
+//! Chromium), `hearth history` and `hearth service` through the real binary, against a real llama-server
+//! on 127.0.0.1 where a server is needed.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+const HEARTH: &str = env!("CARGO_BIN_EXE_hearth");
+/// Tests with a llama-server run one at a time (2 cores).
+static SERVER_LOCK: Mutex<()> = Mutex::new(());
+
+fn dev_cache() -> PathBuf {
+    std::env::var_os("HEARTH_DEV_CACHE").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/hearth-dev"))
+}
+
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A raw HTTP/1.1 request (the CLI crate has no HTTP client): status and body. The body ends at
+/// Content-Length when there is one (chromedriver keeps the socket open), else at close.
+fn http(method: &str, port: u16, path: &str, body: &str) -> Option<(u16, String)> {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(120))).ok()?;
+    write!(s, "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}", body.len()).ok()?;
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 65536];
+    loop {
+        let n = s.read(&mut buf).ok()?;
+        if n == 0 {
+            break;
+        }
+        raw.extend_from_slice(&buf[..n]);
+        if let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&raw[..end]).to_lowercase();
+            let length = head.lines().find_map(|l| l.strip_prefix("content-length:")).and_then(|v| v.trim().parse::<usize>().ok());
+            if length.is_some_and(|len| raw.len() >= end + 4 + len) {
+                break;
+            }
+        }
+    }
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let status = text.split_whitespace().nth(1)?.parse().ok()?;
+    let body = text.split_once("\r\n\r\n").map_or(String::new(), |(_, b)| b.to_string());
+    Some((status, body))
+}
+
+fn wait_until(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("timed out waiting for {what}");
+}
+
+/// llama-server with SmolLM2 (2 threads, metrics on) on a free port.
+fn llama_server() -> (Killed, u16) {
+    let bin = std::env::var_os("HEARTH_LLAMA_SERVER").map(PathBuf::from).unwrap_or_else(|| dev_cache().join("llama.cpp-11434.0.0/build/bin/llama-server"));
+    assert!(bin.is_file(), "{} is missing: run scripts/build-llama-cpp.sh (scripts/test.sh does)", bin.display());
+    let models = std::env::var_os("HEARTH_TEST_MODELS").map(PathBuf::from).unwrap_or_else(|| dev_cache().join("models"));
+    let model = models.join("SmolLM2-135M-Instruct.Q4_1.gguf");
+    assert!(model.is_file(), "{} is missing: run scripts/fetch-models.sh", model.display());
+    let port = free_port();
+    let child = Command::new(bin)
+        .arg("-m")
+        .arg(model)
+        .args(["--host", "127.0.0.1", "--port", &port.to_string(), "-t", "2", "-c", "2048", "-np", "1", "--metrics", "-a", "smollm2"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let server = Killed(child);
+    wait_until("llama-server /health", Duration::from_secs(60), || http("GET", port, "/health", "").is_some_and(|(s, _)| s == 200));
+    (server, port)
+}
+
+/// One long generation (EOS ignored) on a thread of its own.
+fn long_generation(port: u16, tokens: u32) -> std::thread::JoinHandle<Option<(u16, String)>> {
+    let body = format!(r#"{{"model":"smollm2","messages":[{{"role":"user","content":"Tell me a long story."}}],"max_tokens":{tokens},"ignore_eos":true}}"#);
+    std::thread::spawn(move || http("POST", port, "/v1/chat/completions", &body))
+}
+
+fn hearth(args: &[&str], db: &Path) -> Output {
+    Command::new(HEARTH).args(args).arg("--db").arg(db).output().unwrap()
+}
+
+fn text(o: &Output) -> (String, String) {
+    (String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
+}
+
+#[test]
+fn bench_run_list_show_compare_against_llama_server() {
+    let _serial = SERVER_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let (_server, port) = llama_server();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("monitor.db");
+    let prompts = dir.path().join("two.txt");
+    std::fs::write(&prompts, "Say hello.\nName three colours.\n").unwrap();
+    let endpoint = format!("http://127.0.0.1:{port}");
+    // --api and --model are found by probing the server.
+    for _ in 0..2 {
+        let out = hearth(&["bench", "run", "--endpoint", &endpoint, "--prompts", prompts.to_str().unwrap(), "--max-tokens", "12"], &db);
+        let (stdout, stderr) = text(&out);
+        assert!(out.status.success(), "{stdout}\n{stderr}");
+        assert!(stdout.contains("model smollm2") && stdout.contains("| TTFT") && stdout.contains("complete"), "{stdout}");
+    }
+    let out = hearth(&["bench", "list", "--format", "json"], &db);
+    let runs: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(runs.as_array().unwrap().len(), 2);
+    assert_eq!(runs[0]["id"], 2);
+    assert_eq!(runs[0]["completed"], 2);
+    let out = hearth(&["bench", "show", "1", "--format", "csv"], &db);
+    let (stdout, _) = text(&out);
+    assert!(stdout.starts_with("id,created_ms,endpoint") && stdout.lines().nth(1).unwrap().starts_with("1,"), "{stdout}");
+    let out = hearth(&["bench", "compare", "1", "2"], &db);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success() && stdout.contains("decode tok/s") && stdout.contains("B/A"), "{stdout}{stderr}");
+    let out = hearth(&["bench", "show", "99"], &db);
+    assert!(!out.status.success() && text(&out).1.contains("no benchmark #99"));
+}
+
+#[test]
+fn bench_bad_input_exits_non_zero_with_clear_messages_and_keeps_the_failed_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("monitor.db");
+    let closed = format!("http://127.0.0.1:{}", free_port());
+    let out = hearth(&["bench", "run", "--endpoint", &closed, "--api", "openai", "--model", "m", "--requests", "2"], &db);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(stderr.contains("FAILED") && stderr.contains("cannot reach"), "{stderr}");
+    assert!(stdout.contains("failed standard") || stdout.contains("failed greeting"), "{stdout}");
+    let list = text(&hearth(&["bench", "list"], &db)).0;
+    assert!(list.contains("FAILED"), "the failed run is kept: {list}");
+
+    let empty = dir.path().join("empty.txt");
+    std::fs::write(&empty, "").unwrap();
+    let out = hearth(&["bench", "run", "--endpoint", &closed, "--prompts", empty.to_str().unwrap()], &db);
+    let stderr = text(&out).1;
+    assert!(!out.status.success() && stderr.contains("empty.txt") && stderr.contains("no prompts"), "{stderr}");
+
+    let out = hearth(&["bench", "run", "--endpoint", &closed], &db);
+    let stderr = text(&out).1;
+    assert!(!out.status.success() && stderr.contains("finding the API and model") && stderr.contains("cannot reach"), "{stderr}");
+    let out = hearth(&["bench", "run", "--endpoint", &closed, "--api", "grpc", "--model", "m"], &db);
+    assert!(text(&out).1.contains("--api"));
+    for args in [&["history", "export", "--format", "csv", "--table", "bogus"][..], &["history", "export", "--format", "xml"][..]] {
+        let out = hearth(args, &db);
+        assert!(!out.status.success() && !text(&out).1.contains("panicked"), "{:?}", text(&out));
+    }
+    let garbage = dir.path().join("junk.json");
+    std::fs::write(&garbage, "[1,2").unwrap();
+    let out = hearth(&["history", "import", garbage.to_str().unwrap()], &db);
+    assert!(!out.status.success() && text(&out).1.contains("junk.json"));
+}
+
+#[test]
+fn history_export_import_round_trip_through_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a.db"), dir.path().join("b.db"));
+    let closed = format!("http://127.0.0.1:{}", free_port());
+    hearth(&["bench", "run", "--endpoint", &closed, "--api", "ollama", "--model", "m", "--requests", "1"], &a);
+    let export = dir.path().join("out/export.json");
+    let out = hearth(&["history", "export", "-o", export.to_str().unwrap()], &a);
+    assert!(out.status.success(), "{:?}", text(&out));
+    assert!(hearth(&["history", "import", export.to_str().unwrap()], &b).status.success());
+    let again = text(&hearth(&["history", "export"], &b)).0;
+    assert_eq!(again, std::fs::read_to_string(&export).unwrap());
+    assert!(hearth(&["history", "prune", "--keep-days", "1"], &b).status.success());
+}
+
+#[test]
+fn service_install_writes_a_systemd_user_unit_and_uninstall_removes_it() {
+    if cfg!(target_os = "macos") {
+        eprintln!("skipped: the launchd path is untested here");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| Command::new(HEARTH).args(args).env("XDG_CONFIG_HOME", dir.path()).output().unwrap();
+    let out = run(&["service", "install", "--no-enable", "--dashboard", "--", "--addr", "127.0.0.1:7171"]);
+    assert!(out.status.success(), "{:?}", text(&out));
+    let unit = std::fs::read_to_string(dir.path().join("systemd/user/hearth-dash.service")).unwrap();
+    assert!(unit.contains(&format!("ExecStart=\"{HEARTH}\" \"dash\" \"--web\" \"--addr\" \"127.0.0.1:7171\"")), "{unit}");
+    assert!(unit.contains("WantedBy=default.target"));
+    assert!(run(&["service", "uninstall", "--no-enable", "--dashboard"]).status.success());
+    assert!(!dir.path().join("systemd/user/hearth-dash.service").exists());
+    let out = run(&["service", "uninstall", "--no-enable", "--dashboard"]);
+    assert!(!out.status.success() && text(&out).1.contains("not installed"));
+}
+
+/// A tmux session, killed on drop.
+struct Tmux(String);
+
+impl Tmux {
+    fn capture(&self) -> String {
+        let out = Command::new("tmux").args(["capture-pane", "-p", "-t", &self.0]).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux").args(["kill-session", "-t", &self.0]).stderr(Stdio::null()).status();
+    }
+}
+
+fn have(tool: &str) -> bool {
+    Command::new(tool).arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok()
+}
+
+#[test]
+fn dash_in_tmux_shows_live_tok_s_then_idle() {
+    if !have("tmux") && Command::new("tmux").arg("-V").output().is_err() {
+        eprintln!("skipped: tmux is not installed (scripts/setup-system.sh installs it as root)");
+        return;
+    }
+    let _serial = SERVER_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let (_server, port) = llama_server();
+    let name = format!("hearth-dash-test-{}", std::process::id());
+    let cmd = format!("'{HEARTH}' dash --no-history --endpoint http://127.0.0.1:{port}");
+    let status = Command::new("tmux").args(["new-session", "-d", "-s", &name, "-x", "100", "-y", "30", &cmd]).env("TERM", "xterm-256color").status().unwrap();
+    assert!(status.success());
+    let tmux = Tmux(name.clone());
+    wait_until("the dashboard to show the idle server", Duration::from_secs(20), || {
+        let s = tmux.capture();
+        s.contains("hearth │ idle") && s.contains("llama.cpp") && s.contains("smollm2")
+    });
+    let generation = long_generation(port, 400);
+    let mut live = String::new();
+    wait_until("a live tok/s in the header", Duration::from_secs(60), || {
+        live = tmux.capture();
+        live.lines().next().is_some_and(|l| l.contains(" tok/s │"))
+    });
+    eprintln!("while generating:\n{live}");
+    let (status, _) = generation.join().unwrap().expect("the generation answered");
+    assert_eq!(status, 200);
+    wait_until("idle after the stream", Duration::from_secs(20), || tmux.capture().lines().next().is_some_and(|l| l.contains("hearth │ idle")));
+    Command::new("tmux").args(["send-keys", "-t", &name, "q"]).status().unwrap();
+    wait_until("the dashboard to quit on q", Duration::from_secs(10), || !Command::new("tmux").args(["has-session", "-t", &name]).stderr(Stdio::null()).status().unwrap().success());
+}
+
+/// A WebDriver call to chromedriver on `port`; the JSON `value` of the answer.
+fn webdriver(port: u16, method: &str, path: &str, body: serde_json::Value) -> serde_json::Value {
+    let body = if body.is_null() { String::new() } else { body.to_string() };
+    let (status, text) = http(method, port, path, &body).unwrap_or_else(|| panic!("chromedriver did not answer {method} {path}"));
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("chromedriver {method} {path}: {e}: {text}"));
+    assert_eq!(status, 200, "chromedriver {method} {path}: {text}");
+    v["value"].clone()
+}
+
+#[test]
+fn web_dashboard_in_headless_chromium_shows_live_tok_s() {
+    let (chromium, driver) = (Path::new("/usr/bin/chromium"), "chromedriver");
+    if !chromium.exists() || !have(driver) {
+        eprintln!("skipped: Debian's chromium and chromium-driver are not installed (scripts/setup-system.sh installs them as root)");
+        return;
+    }
+    let _serial = SERVER_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let (_server, port) = llama_server();
+    let web_port = free_port();
+    let dash = Command::new(HEARTH)
+        .args(["dash", "--web", "--no-history", "--addr", &format!("127.0.0.1:{web_port}"), "--endpoint", &format!("http://127.0.0.1:{port}")])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _dash = Killed(dash);
+    wait_until("the web dashboard", Duration::from_secs(20), || http("GET", web_port, "/", "").is_some_and(|(s, b)| s == 200 && b.contains("id=\"toks\"")));
+    let (status, js) = http("GET", web_port, "/app.js", "").unwrap();
+    assert!(status == 200 && js.contains("EventSource") && !js.contains("https://"), "assets are embedded, no CDN");
+
+    let driver_port = free_port();
+    let chromedriver = Command::new(driver).arg(format!("--port={driver_port}")).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let _chromedriver = Killed(chromedriver);
+    wait_until("chromedriver", Duration::from_secs(20), || http("GET", driver_port, "/status", "").is_some_and(|(s, _)| s == 200));
+    let caps = serde_json::json!({"capabilities": {"alwaysMatch": {"goog:chromeOptions": {
+        "binary": chromium, "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1200,1000"]}}}});
+    let session = webdriver(driver_port, "POST", "/session", caps)["sessionId"].as_str().unwrap().to_string();
+    let base = format!("/session/{session}");
+    webdriver(driver_port, "POST", &format!("{base}/url"), serde_json::json!({"url": format!("http://127.0.0.1:{web_port}/")}));
+    let toks = || webdriver(driver_port, "POST", &format!("{base}/execute/sync"), serde_json::json!({"script": "return document.getElementById('toks').textContent", "args": []})).as_str().unwrap_or("").to_string();
+    wait_until("the page to show idle", Duration::from_secs(20), || toks() == "idle");
+
+    let generation = long_generation(port, 400);
+    let mut seen = Vec::new();
+    wait_until("two different live tok/s values", Duration::from_secs(60), || {
+        let t = toks();
+        if t.ends_with(" tok/s") && !seen.contains(&t) {
+            seen.push(t);
+        }
+        seen.len() >= 2
+    });
+    let png = webdriver(driver_port, "GET", &format!("{base}/screenshot"), serde_json::Value::Null);
+    let shot = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("hearth-dash-web.png");
+    std::fs::write(&shot, base64_decode(png.as_str().unwrap())).unwrap();
+    eprintln!("live values {seen:?}; screenshot at {}", shot.display());
+    assert!(std::fs::read(&shot).unwrap().starts_with(b"\x89PNG"));
+    assert_eq!(generation.join().unwrap().unwrap().0, 200);
+    wait_until("idle after the generation", Duration::from_secs(20), || toks() == "idle");
+    let _ = http("DELETE", driver_port, &base, "");
+}
+
+/// Standard base64 (the screenshot), without a dependency.
+fn base64_decode(s: &str) -> Vec<u8> {
+    let value = |c: u8| match c {
+        b'A'..=b'Z' => Some(c - b'A'),
+        b'a'..=b'z' => Some(c - b'a' + 26),
+        b'0'..=b'9' => Some(c - b'0' + 52),
+        b'+' => Some(62),
+        b'/' => Some(63),
+        _ => None,
+    };
+    let digits: Vec<u8> = s.bytes().filter_map(value).collect();
+    digits
+        .chunks(4)
+        .flat_map(|c| {
+            let n = c.iter().enumerate().fold(0u32, |acc, (i, &d)| acc | (u32::from(d) << (18 - 6 * i)));
+            let bytes = [(n >> 16) as u8, (n >> 8) as u8, n as u8];
+            bytes[..c.len().saturating_sub(1)].to_vec()
+        })
+        .collect()
+}
