@@ -177,4 +177,31 @@ mod tests {
         }
         Ok(())
     }
+
+    /// The host kernel gives bit-identical rows whether a sequence's queries arrive together (a
+    /// prompt), one by one (decode), or beside other sequences: seeded sampling depends on it.
+    #[test]
+    fn host_attention_rows_do_not_depend_on_how_queries_are_batched() -> Result<()> {
+        let dev = Device::Cpu;
+        let (h, kvh, hd, m) = (6, 2, 64, 40);
+        let p = AttentionParams { n_heads: h, n_kv_heads: kvh, head_dim: hd, scale: 0.125, sliding_window: Some(29), softcap: None };
+        let cfg = KvCacheConfig { num_blocks: 12, block_size: 4, n_layers: 1, n_kv_heads: kvh, head_dim: hd, dtype: DType::F32 };
+        let cache = PagedKvCache::new(cfg, &dev)?;
+        let slots: Vec<usize> = (0..m).map(|pos| (11 - pos / 4) * 4 + pos % 4).collect();
+        let (k, v) = (pseudo_random(m * kvh * hd, 7), pseudo_random(m * kvh * hd, 8));
+        cache.write(0, &slots, &Tensor::from_vec(k, (m, kvh * hd), &dev)?, &Tensor::from_vec(v, (m, kvh * hd), &dev)?)?;
+        let all: Vec<u32> = slots.iter().map(|&s| s as u32).collect();
+        let q = pseudo_random(m * h * hd, 9);
+        let whole = crate::cpu::paged_attention_host(&q, &cache, 0, &[crate::cpu::HostSeq { offset: 0, n_new: m, q_start: 0, slots: &all }], &p)?;
+        let row = h * hd;
+        for pos in [0, 1, 9, 17, 33, 39] {
+            let one = crate::cpu::HostSeq { offset: 1, n_new: 1, q_start: pos, slots: &all };
+            let other = crate::cpu::HostSeq { offset: 0, n_new: 1, q_start: 3, slots: &all };
+            let qs: Vec<f32> = q[3 * row..4 * row].iter().chain(&q[pos * row..(pos + 1) * row]).copied().collect();
+            let got = crate::cpu::paged_attention_host(&qs, &cache, 0, &[other, one], &p)?;
+            assert_eq!(got[row..], whole[pos * row..(pos + 1) * row], "position {pos} alone differs from the whole prompt");
+            assert_eq!(got[..row], whole[3 * row..4 * row], "position 3 beside another sequence differs");
+        }
+        Ok(())
+    }
 }

@@ -211,9 +211,10 @@ impl Transformer {
         Ok((x + ff)?)
     }
 
-    /// Attention of every sequence's new tokens: `[t, n_heads * head_dim]`. On a host cache, decode-like
-    /// sequences (few new tokens) go through the batched host kernel in one parallel pass; prompt
-    /// chunks go through tensor matmuls, which are faster when many queries share the keys.
+    /// Attention of every sequence's new tokens: `[t, n_heads * head_dim]`. On a host cache every
+    /// sequence goes through the host kernel in one parallel pass (whose rows do not depend on the
+    /// batch, so prefix-cache hits and batching never change a sampled token); on a device cache,
+    /// through tensor matmuls one sequence at a time.
     fn attention(
         &self,
         q: &Tensor,
@@ -223,7 +224,6 @@ impl Transformer {
         cache: &PagedKvCache,
         params: &AttentionParams,
     ) -> Result<Tensor> {
-        const GEMM_MIN_QUERIES: usize = 8;
         let host = cache.host_layer(layer)?.is_some();
         let width = self.config.n_heads * self.config.head_dim;
         let mut rows: Vec<Option<Tensor>> = vec![None; plan.seqs.len()];
@@ -231,7 +231,7 @@ impl Transformer {
         let mut offset = 0;
         for (i, s) in plan.seqs.iter().enumerate() {
             let qs = q.narrow(0, s.offset, s.n_new)?;
-            if host && s.n_new < GEMM_MIN_QUERIES {
+            if host {
                 q_short.extend(qs.flatten_all()?.to_vec1::<f32>()?);
                 short.push(HostSeq { offset, n_new: s.n_new, q_start: s.q_start, slots: &s.host_slots });
                 short_idx.push(i);
@@ -242,8 +242,7 @@ impl Transformer {
                 (Some((start, slots)), true) => (*start, slots),
                 _ => (0, &s.global_slots),
             };
-            let ctx = SeqContext { q_start: s.q_start, kv_start, slots };
-            rows[i] = Some(paged_attention(&qs, cache, layer, &ctx, params)?);
+            rows[i] = Some(chunked_attention(&qs, s.q_start, kv_start, slots, cache, layer, params)?);
         }
         if !short.is_empty() {
             let out = paged_attention_host(&q_short, cache, layer, &short, params)?;
@@ -255,6 +254,30 @@ impl Transformer {
         let rows: Vec<Tensor> = rows.into_iter().flatten().collect();
         Ok(Tensor::cat(&rows, 0)?)
     }
+}
+
+/// [`paged_attention`] over query chunks, so the score matrix of a long prompt stays small
+/// (chunks of 64 queries: 64 × context scores per head instead of prompt × context).
+fn chunked_attention(
+    q: &Tensor,
+    q_start: usize,
+    kv_start: usize,
+    slots: &Tensor,
+    cache: &PagedKvCache,
+    layer: usize,
+    params: &AttentionParams,
+) -> Result<Tensor> {
+    const CHUNK: usize = 64;
+    let n = q.dim(0)?;
+    let mut outs = Vec::with_capacity(n.div_ceil(CHUNK));
+    for c0 in (0..n).step_by(CHUNK) {
+        let len = CHUNK.min(n - c0);
+        let first = first_visible_position(q_start + c0, params.sliding_window).max(kv_start);
+        let visible = slots.narrow(0, first - kv_start, q_start + c0 + len - first)?;
+        let ctx = SeqContext { q_start: q_start + c0, kv_start: first, slots: &visible };
+        outs.push(paged_attention(&q.narrow(0, c0, len)?, cache, layer, &ctx, params)?);
+    }
+    Ok(Tensor::cat(&outs, 0)?)
 }
 
 /// Per-batch index tensors computed once and shared by every layer.

@@ -1,8 +1,12 @@
 //! Attention of every new token of a batch over its sequence's paged context, read in place from the
-//! host KV cache: one task per (token, head), spread over the thread pool, so a decode step of 64
-//! sequences is one parallel pass instead of 64 gathers.
+//! host KV cache, spread over the thread pool as one task per (sequence, KV head, block of queries).
+//!
+//! Each query's arithmetic is fixed: its score with a key is an 8-lane FMA chain over the head
+//! dimension reduced by one fixed tree, its softmax and weighted sum run over its own keys in order.
+//! How queries are grouped into tasks (a whole prompt, a short suffix after a prefix-cache hit, one
+//! decode token among 64 sequences) therefore never changes a result bit: seeded sampling
+//! reproduces whatever the batch or the cache did.
 
-use super::vec::{axpy, dot};
 use crate::attention::AttentionParams;
 use crate::kv_cache::PagedKvCache;
 use crate::{LayerError, Result};
@@ -21,9 +25,25 @@ pub struct HostSeq<'a> {
     pub slots: &'a [u32],
 }
 
+/// Consecutive query tokens per task: enough to share key loads, few enough to spread a decode step.
+const QUERY_BLOCK: usize = 16;
+
+/// One task: queries `tokens` of `seq` for all query heads of KV head `kv`.
+struct Task {
+    seq: usize,
+    kv: usize,
+    first_token: usize,
+    n_tokens: usize,
+}
+
 thread_local! {
     static SCORES: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
+
+/// Output rows shared by tasks that write disjoint (token, head) slices.
+struct OutPtr(*mut f32);
+// SAFETY: every task writes only the rows of its own (token, head) pairs, which no other task touches.
+unsafe impl Sync for OutPtr {}
 
 /// `q`: `tokens × n_heads × head_dim` (roped). K/V of the new tokens must already be in the cache.
 /// Returns `tokens × n_heads * head_dim`.
@@ -34,101 +54,196 @@ pub fn paged_attention_host(
     seqs: &[HostSeq<'_>],
     p: &AttentionParams,
 ) -> Result<Vec<f32>> {
+    let bad = |detail: String| LayerError::Shape { what: "host attention".into(), detail };
     let hd = p.head_dim;
     let tokens: usize = seqs.iter().map(|s| s.n_new).sum();
     if q.len() != tokens * p.n_heads * hd || p.n_kv_heads == 0 || p.n_heads % p.n_kv_heads != 0 {
-        return Err(LayerError::Shape { what: "host attention".into(), detail: format!("{} query values for {tokens} tokens", q.len()) });
+        return Err(bad(format!("{} query values for {tokens} tokens", q.len())));
     }
-    let host = cache.host_layer(layer)?.ok_or_else(|| LayerError::Shape { what: "host attention".into(), detail: "the KV cache is not on the host".into() })?;
-    // Which sequence each batch token belongs to.
-    let mut owner = vec![0usize; tokens];
+    let host = cache.host_layer(layer)?.ok_or_else(|| bad("the KV cache is not on the host".into()))?;
+    let width = p.n_kv_heads * hd;
+    let rows = host.keys.len() / width.max(1);
     for (i, s) in seqs.iter().enumerate() {
         if s.offset + s.n_new > tokens || s.slots.len() < s.q_start + s.n_new {
-            return Err(LayerError::Shape { what: "host attention".into(), detail: format!("sequence {i} does not fit the batch or its slots") });
+            return Err(bad(format!("sequence {i} does not fit the batch or its slots")));
         }
-        owner[s.offset..s.offset + s.n_new].fill(i);
+        if s.slots.iter().any(|&slot| slot as usize >= rows) {
+            return Err(bad(format!("a slot of sequence {i} is past the cache's {rows} rows")));
+        }
     }
-    let width = p.n_kv_heads * hd;
-    let group = p.n_heads / p.n_kv_heads;
-    let rows = host.keys.len() / width.max(1);
-    if seqs.iter().any(|s| s.slots.iter().any(|&slot| slot as usize >= rows)) {
-        return Err(LayerError::Shape { what: "host attention".into(), detail: format!("a slot past the cache's {rows} rows") });
+    let mut tasks = Vec::new();
+    for (i, s) in seqs.iter().enumerate() {
+        for kv in 0..p.n_kv_heads {
+            for t0 in (0..s.n_new).step_by(QUERY_BLOCK) {
+                tasks.push(Task { seq: i, kv, first_token: t0, n_tokens: QUERY_BLOCK.min(s.n_new - t0) });
+            }
+        }
     }
     let mut out = vec![0f32; q.len()];
-    out.par_chunks_mut(hd).enumerate().for_each(|(task, o)| {
-        let (token, head) = (task / p.n_heads, task % p.n_heads);
-        let s = &seqs[owner[token]];
-        let qp = s.q_start + token - s.offset;
-        let first = match p.sliding_window {
-            Some(w) => (qp + 1).saturating_sub(w),
-            None => 0,
-        };
-        let kv_off = (head / group) * hd;
-        let qv = &q[task * hd..(task + 1) * hd];
-        let visible = &s.slots[first..=qp];
-        SCORES.with(|cell| {
-            let mut scores = cell.borrow_mut();
-            let rows = KvRows { keys: &host.keys, values: &host.values, width, offset: kv_off, len: hd };
-            #[cfg(target_arch = "x86_64")]
-            if crate::quant::isa::active() >= crate::quant::isa::Isa::Avx2 {
-                // SAFETY: the CPU has AVX2 and FMA (checked by `active`).
-                unsafe { attend_avx2(qv, &rows, visible, p, &mut scores, o) };
-                return;
-            }
-            attend(qv, &rows, visible, p, &mut scores, o, dot, axpy);
-        });
+    let out_ptr = OutPtr(out.as_mut_ptr());
+    let kv = KvRows { keys: &host.keys, values: &host.values, width, len: hd };
+    tasks.par_iter().for_each(|task| {
+        let out_ptr = &out_ptr;
+        SCORES.with(|cell| run_task(task, &seqs[task.seq], q, &kv, p, &mut cell.borrow_mut(), out_ptr));
     });
     Ok(out)
 }
 
-/// One KV head's rows in the cache: row `slot` starts at `slot * width + offset` and is `len` long.
+/// The cache rows of one layer: row `slot` of KV head `h` starts at `slot * width + h * len`.
 struct KvRows<'a> {
     keys: &'a [f32],
     values: &'a [f32],
     width: usize,
-    offset: usize,
     len: usize,
 }
 
-/// Softmax-weighted sum of the value rows of `slots` for query `qv`, into `out`.
-#[allow(clippy::too_many_arguments)]
-#[inline(always)]
-fn attend(
-    qv: &[f32],
-    rows: &KvRows<'_>,
-    slots: &[u32],
-    p: &AttentionParams,
-    scores: &mut Vec<f32>,
-    out: &mut [f32],
-    dot: impl Fn(&[f32], &[f32]) -> f32,
-    axpy: impl Fn(&mut [f32], f32, &[f32]),
-) {
+fn run_task(task: &Task, s: &HostSeq<'_>, q: &[f32], kv: &KvRows<'_>, p: &AttentionParams, scores: &mut Vec<f32>, out: &OutPtr) {
+    let (hd, group) = (p.head_dim, p.n_heads / p.n_kv_heads);
+    let pos = |t: usize| s.q_start + task.first_token + t;
+    let first_of = |qp: usize| p.sliding_window.map_or(0, |w| (qp + 1).saturating_sub(w));
+    // Keys any query of the task can see: from the first query's window start to the last query.
+    let key_lo = first_of(pos(0));
+    let key_hi = pos(task.n_tokens - 1) + 1;
+    let n_keys = key_hi - key_lo;
+    let n_q = task.n_tokens * group;
     scores.clear();
+    scores.resize(n_q * n_keys, 0.0);
+    let slots = &s.slots[key_lo..key_hi];
+    let koff = task.kv * hd;
+    let query = |i: usize| -> &[f32] {
+        let (t, g) = (i / group, i % group);
+        let head = task.kv * group + g;
+        &q[((s.offset + task.first_token + t) * p.n_heads + head) * hd..][..hd]
+    };
+    let queries: Vec<&[f32]> = (0..n_q).map(query).collect();
+    score_all(&queries, kv, slots, koff, scores);
+    for (i, row) in scores.chunks_mut(n_keys).enumerate() {
+        let qp = pos(i / group);
+        let (lo, hi) = (first_of(qp) - key_lo, qp + 1 - key_lo);
+        softmax_in_place(&mut row[lo..hi], p);
+        let head = task.kv * group + i % group;
+        // SAFETY: (token, head) belongs to this task alone, and the row lies inside `out`.
+        let dst = unsafe { std::slice::from_raw_parts_mut(out.0.add(((s.offset + task.first_token + i / group) * p.n_heads + head) * hd), hd) };
+        weighted_sum(&row[lo..hi], kv, &slots[lo..hi], koff, dst);
+    }
+}
+
+/// `scale`, soft-cap, then softmax of one query's scores.
+fn softmax_in_place(row: &mut [f32], p: &AttentionParams) {
     let mut max = f32::NEG_INFINITY;
-    for &slot in slots {
-        let k = &rows.keys[slot as usize * rows.width + rows.offset..][..rows.len];
-        let mut sc = dot(qv, k) * p.scale;
+    for sc in row.iter_mut() {
+        *sc *= p.scale;
         if let Some(cap) = p.softcap {
-            sc = (sc / cap).tanh() * cap;
+            *sc = (*sc / cap).tanh() * cap;
         }
-        max = max.max(sc);
-        scores.push(sc);
+        max = max.max(*sc);
     }
     let mut total = 0f32;
-    for sc in scores.iter_mut() {
+    for sc in row.iter_mut() {
         *sc = (*sc - max).exp();
         total += *sc;
     }
     let inv = 1.0 / total;
-    for (&slot, &e) in slots.iter().zip(scores.iter()) {
-        axpy(out, e * inv, &rows.values[slot as usize * rows.width + rows.offset..][..rows.len]);
+    for sc in row.iter_mut() {
+        *sc *= inv;
     }
 }
 
-/// [`attend`] compiled for AVX2 with the vector primitives inlined into its loops.
+fn score_all(queries: &[&[f32]], kv: &KvRows<'_>, slots: &[u32], koff: usize, scores: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if crate::quant::isa::active() >= crate::quant::isa::Isa::Avx2 && kv.len % 8 == 0 {
+        // SAFETY: the CPU has AVX2 and FMA (checked by `active`); rows are `len` long, a multiple of 8.
+        return unsafe { x86::score_all(queries, kv, slots, koff, scores) };
+    }
+    let n_keys = slots.len();
+    for (i, q) in queries.iter().enumerate() {
+        for (j, &slot) in slots.iter().enumerate() {
+            let k = &kv.keys[slot as usize * kv.width + koff..][..kv.len];
+            scores[i * n_keys + j] = q.iter().zip(k).map(|(a, b)| a * b).sum();
+        }
+    }
+}
+
+fn weighted_sum(probs: &[f32], kv: &KvRows<'_>, slots: &[u32], koff: usize, out: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if crate::quant::isa::active() >= crate::quant::isa::Isa::Avx2 && kv.len % 8 == 0 {
+        // SAFETY: as in `score_all`.
+        return unsafe { x86::weighted_sum(probs, kv, slots, koff, out) };
+    }
+    out.fill(0.0);
+    for (&pj, &slot) in probs.iter().zip(slots) {
+        let v = &kv.values[slot as usize * kv.width + koff..][..kv.len];
+        for (o, x) in out.iter_mut().zip(v) {
+            *o += pj * x;
+        }
+    }
+}
+
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn attend_avx2(qv: &[f32], rows: &KvRows<'_>, slots: &[u32], p: &AttentionParams, scores: &mut Vec<f32>, out: &mut [f32]) {
-    use super::vec::x86;
-    attend(qv, rows, slots, p, scores, out, |a, b| unsafe { x86::dot(a, b) }, |y, a, x| unsafe { x86::axpy(y, a, x) });
+mod x86 {
+    use super::KvRows;
+    use std::arch::x86_64::*;
+
+    /// Scores of every query with every key, eight keys at a time: each (query, key) is one 8-lane
+    /// FMA chain over the head dimension, and the eight keys' lanes are reduced together by a fixed
+    /// `hadd` tree, so a score does not depend on which keys share its group.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn score_all(queries: &[&[f32]], kv: &KvRows<'_>, slots: &[u32], koff: usize, scores: &mut [f32]) {
+        let n_keys = slots.len();
+        let chunks = kv.len / 8;
+        let key_ptr = |j: usize| kv.keys.as_ptr().add(*slots.get_unchecked(j) as usize * kv.width + koff);
+        for j0 in (0..n_keys).step_by(8) {
+            let n = 8.min(n_keys - j0);
+            let ks: [*const f32; 8] = std::array::from_fn(|l| key_ptr(j0 + l.min(n - 1)));
+            for (i, q) in queries.iter().enumerate() {
+                let mut acc = [_mm256_setzero_ps(); 8];
+                for c in 0..chunks {
+                    let qv = _mm256_loadu_ps(q.as_ptr().add(8 * c));
+                    for l in 0..8 {
+                        acc[l] = _mm256_fmadd_ps(qv, _mm256_loadu_ps(ks[l].add(8 * c)), acc[l]);
+                    }
+                }
+                let sums = reduce8(&acc);
+                let mut lanes = [0f32; 8];
+                _mm256_storeu_ps(lanes.as_mut_ptr(), sums);
+                scores[i * n_keys + j0..][..n].copy_from_slice(&lanes[..n]);
+            }
+        }
+    }
+
+    /// Lane sums of eight vectors, as one vector (element l = Σ lanes of `v[l]`).
+    #[inline(always)]
+    unsafe fn reduce8(v: &[__m256; 8]) -> __m256 {
+        let a = _mm256_hadd_ps(v[0], v[1]);
+        let b = _mm256_hadd_ps(v[2], v[3]);
+        let c = _mm256_hadd_ps(v[4], v[5]);
+        let d = _mm256_hadd_ps(v[6], v[7]);
+        let ab = _mm256_hadd_ps(a, b); // per 128-bit half: v0, v1, v2, v3 partial sums
+        let cd = _mm256_hadd_ps(c, d);
+        let lo = _mm256_permute2f128_ps(ab, cd, 0x20);
+        let hi = _mm256_permute2f128_ps(ab, cd, 0x31);
+        _mm256_add_ps(lo, hi)
+    }
+
+    /// `out = Σ_j probs[j] · v_j`, accumulated in registers over the keys in order, 64 dims at a time.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn weighted_sum(probs: &[f32], kv: &KvRows<'_>, slots: &[u32], koff: usize, out: &mut [f32]) {
+        let dims = kv.len;
+        let mut d0 = 0;
+        while d0 < dims {
+            let n = ((dims - d0) / 8).min(8);
+            let mut acc = [_mm256_setzero_ps(); 8];
+            for (&pj, &slot) in probs.iter().zip(slots) {
+                let v = kv.values.as_ptr().add(slot as usize * kv.width + koff + d0);
+                let pv = _mm256_set1_ps(pj);
+                for (c, a) in acc.iter_mut().enumerate().take(n) {
+                    *a = _mm256_fmadd_ps(pv, _mm256_loadu_ps(v.add(8 * c)), *a);
+                }
+            }
+            for (c, a) in acc.iter().enumerate().take(n) {
+                _mm256_storeu_ps(out.as_mut_ptr().add(d0 + 8 * c), *a);
+            }
+            d0 += 8 * n;
+        }
+    }
 }
