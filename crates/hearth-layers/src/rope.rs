@@ -74,45 +74,63 @@ fn scale_freq(freq: f64, index: usize, scaling: &RopeScaling) -> f64 {
     }
 }
 
-/// Precomputed cos/sin tables for one rope configuration.
+/// One rope configuration. Angles are computed for the positions a batch needs rather than held in
+/// tables for the whole context (Gemma 3's two 32k-position tables would cost 67 MB of memory).
 #[derive(Debug, Clone)]
 pub struct RotaryEmbedding {
+    inv_freqs: Vec<f32>,
+    style: RopeStyle,
+    device: Device,
+}
+
+/// cos/sin rows `[tokens, rotary_dim / 2]` for one batch's positions, shared by every layer.
+#[derive(Debug, Clone)]
+pub struct RopeRows {
     cos: Tensor,
     sin: Tensor,
-    style: RopeStyle,
+}
+
+impl RopeRows {
+    /// No rows (a placeholder until a batch's rows are computed).
+    pub fn empty(device: &Device) -> Result<Self> {
+        Ok(Self { cos: Tensor::zeros((0, 1), DType::F32, device)?, sin: Tensor::zeros((0, 1), DType::F32, device)? })
+    }
 }
 
 impl RotaryEmbedding {
     pub fn new(config: &RopeConfig, device: &Device) -> Result<Self> {
-        let inv = config.inv_freqs();
-        let half = inv.len();
-        let n = config.max_positions.max(1);
-        let mut cos = Vec::with_capacity(n * half);
-        let mut sin = Vec::with_capacity(n * half);
-        for pos in 0..n {
-            for f in &inv {
+        Ok(Self { inv_freqs: config.inv_freqs(), style: config.style, device: device.clone() })
+    }
+
+    /// The angles of `positions` (in f64, then rounded, as a precomputed table would hold them).
+    pub fn rows(&self, positions: &[u32]) -> Result<RopeRows> {
+        let half = self.inv_freqs.len();
+        let mut cos = Vec::with_capacity(positions.len() * half);
+        let mut sin = Vec::with_capacity(positions.len() * half);
+        for &pos in positions {
+            for f in &self.inv_freqs {
                 let angle = pos as f64 * *f as f64;
                 cos.push(angle.cos() as f32);
                 sin.push(angle.sin() as f32);
             }
         }
-        Ok(Self {
-            cos: Tensor::from_vec(cos, (n, half), device)?,
-            sin: Tensor::from_vec(sin, (n, half), device)?,
-            style: config.style,
-        })
+        let n = positions.len();
+        Ok(RopeRows { cos: Tensor::from_vec(cos, (n, half), &self.device)?, sin: Tensor::from_vec(sin, (n, half), &self.device)? })
     }
 
     /// Rotate `x` of shape `[tokens, heads, head_dim]`; `positions` is a u32 tensor `[tokens]`.
     pub fn apply(&self, x: &Tensor, positions: &Tensor) -> Result<Tensor> {
-        let cos = self.cos.index_select(positions, 0)?;
-        let sin = self.sin.index_select(positions, 0)?;
+        self.apply_rows(x, &self.rows(&positions.to_vec1::<u32>()?)?)
+    }
+
+    /// Rotate `x` of shape `[tokens, heads, head_dim]` by rows from [`Self::rows`].
+    pub fn apply_rows(&self, x: &Tensor, rows: &RopeRows) -> Result<Tensor> {
         let dtype = x.dtype();
         // candle's rope kernels take [batch, heads, seq, dim]; tokens play the role of seq.
         let xt = x.to_dtype(DType::F32)?.transpose(0, 1)?.unsqueeze(0)?.contiguous()?;
         let rotated = match self.style {
-            RopeStyle::Interleaved => candle_nn::rotary_emb::rope_i(&xt, &cos, &sin)?,
-            RopeStyle::Half => candle_nn::rotary_emb::rope(&xt, &cos, &sin)?,
+            RopeStyle::Interleaved => candle_nn::rotary_emb::rope_i(&xt, &rows.cos, &rows.sin)?,
+            RopeStyle::Half => candle_nn::rotary_emb::rope(&xt, &rows.cos, &rows.sin)?,
         };
         Ok(rotated.squeeze(0)?.transpose(0, 1)?.to_dtype(dtype)?)
     }

@@ -10,6 +10,7 @@ use candle_core::quantized::QTensor;
 use candle_core::{DType, Device, Tensor};
 use hearth_layers::attention::{first_visible_position, paged_attention, AttentionParams, SeqContext};
 use hearth_layers::cpu::{paged_attention_host, HostSeq};
+use hearth_layers::rope::RopeRows;
 use hearth_layers::{KvCacheConfig, Linear, PagedKvCache, RmsNorm, RopeConfig, RotaryEmbedding};
 use std::sync::Arc;
 
@@ -138,7 +139,9 @@ impl Transformer {
     }
 
     fn forward_on_pool(&self, tokens: &[u32], seqs: &[SeqBatch], cache: &PagedKvCache) -> Result<Tensor> {
-        let plan = BatchPlan::new(tokens.len(), seqs, cache.config().block_size, &self.config, &self.device)?;
+        let mut plan = BatchPlan::new(tokens.len(), seqs, cache.config().block_size, &self.config, &self.device)?;
+        plan.rope_global = self.rope_global.rows(&plan.positions)?;
+        plan.rope_local = self.rope_local.as_ref().map(|r| r.rows(&plan.positions)).transpose()?;
         let ids = Tensor::new(tokens, &self.device)?;
         let mut x = match &self.embedding {
             Embedding::Quantized(q) => q.embedding(&ids)?,
@@ -173,12 +176,12 @@ impl Transformer {
             k = kn.forward(&k)?;
         }
         let sliding = c.is_sliding(layer);
-        let rope = match (&self.rope_local, sliding) {
-            (Some(local), true) => local,
-            _ => &self.rope_global,
+        let (rope, rows) = match (&self.rope_local, &plan.rope_local, sliding) {
+            (Some(local), Some(rows), true) => (local, rows),
+            _ => (&self.rope_global, &plan.rope_global),
         };
-        let q = rope.apply(&q, &plan.positions)?;
-        let k = rope.apply(&k, &plan.positions)?;
+        let q = rope.apply_rows(&q, rows)?;
+        let k = rope.apply_rows(&k, rows)?;
         cache.write(layer, &plan.slots, &k.reshape((t, c.n_kv_heads * c.head_dim))?, &v)?;
         let params = AttentionParams {
             n_heads: c.n_heads,
@@ -282,7 +285,10 @@ fn chunked_attention(
 
 /// Per-batch index tensors computed once and shared by every layer.
 struct BatchPlan {
-    positions: Tensor,
+    positions: Vec<u32>,
+    /// cos/sin of `positions` for the global (and, in Gemma 3, the local) rope, shared by all layers.
+    rope_global: RopeRows,
+    rope_local: Option<RopeRows>,
     slots: Vec<usize>,
     logit_rows: Tensor,
     seqs: Vec<SeqPlan>,
@@ -341,7 +347,9 @@ impl BatchPlan {
             offset += s.n_new;
         }
         Ok(Self {
-            positions: Tensor::new(positions.as_slice(), device)?,
+            rope_global: RopeRows::empty(device)?,
+            rope_local: None,
+            positions,
             slots,
             logit_rows: Tensor::new(rows.as_slice(), device)?,
             seqs: plans,
