@@ -147,40 +147,42 @@ fn matmul_many_with(isa: Isa, mats: &[&QuantMatrix], xs: &[f32], m: usize) -> Ve
     let legacy = mats.iter().any(|q| !q.uses_q8k()).then(|| activations::quantize(GgmlDType::Q8_0, xs, m, k));
     let kquant = mats.iter().any(|q| q.uses_q8k()).then(|| activations::quantize(GgmlDType::Q8K, xs, m, k));
     let mut outs: Vec<Vec<f32>> = mats.iter().map(|q| vec![0f32; q.rows * m]).collect();
-    let mut tasks = Vec::new();
-    for (i, out) in outs.iter_mut().enumerate() {
-        tasks.extend(out.chunks_mut(ROWS_PER_TASK * m).enumerate().map(|(c, chunk)| (i, c, chunk)));
-    }
-    tasks.into_par_iter().for_each(|(i, c, chunk)| {
+    let targets: Vec<OutPtr> = outs.iter_mut().map(|o| OutPtr(o.as_mut_ptr())).collect();
+    let tasks: Vec<(usize, usize)> =
+        mats.iter().enumerate().flat_map(|(i, q)| (0..q.rows.div_ceil(ROWS_PER_TASK)).map(move |c| (i, c))).collect();
+    tasks.into_par_iter().for_each(|(i, c)| {
         let q = mats[i];
         let acts = if q.uses_q8k() { kquant.as_ref() } else { legacy.as_ref() };
-        let rb = q.row_bytes();
-        if let Some(acts) = acts {
-            rows_dots(isa, q.dtype, &q.source.bytes()[c * ROWS_PER_TASK * rb..], rb, acts, k, m, chunk);
-        }
-    });
-    // Computed weight-row-major so each task owns a contiguous slice; callers want input-row-major.
-    outs.into_iter().zip(mats).map(|(o, q)| transpose(o, q.rows, m)).collect()
-}
-
-fn transpose(out_t: Vec<f32>, n: usize, m: usize) -> Vec<f32> {
-    if m == 1 {
-        return out_t;
-    }
-    // In 16×16 tiles so both sides stay in cache for large prefill batches.
-    const T: usize = 16;
-    let mut out = vec![0f32; m * n];
-    for r0 in (0..n).step_by(T) {
-        for j0 in (0..m).step_by(T) {
-            for r in r0..(r0 + T).min(n) {
-                for j in j0..(j0 + T).min(m) {
-                    out[j * n + r] = out_t[r * m + j];
+        let (rb, r0) = (q.row_bytes(), c * ROWS_PER_TASK);
+        let rows = ROWS_PER_TASK.min(q.rows - r0);
+        let Some(acts) = acts else { return };
+        CHUNK.with(|cell| {
+            let mut chunk = cell.borrow_mut();
+            chunk.clear();
+            chunk.resize(rows * m, 0.0);
+            rows_dots(isa, q.dtype, &q.source.bytes()[r0 * rb..], rb, acts, k, m, &mut chunk);
+            // Computed weight-row-major (each weight row against every input row); scattered here
+            // into the input-row-major result, in this task's own columns.
+            let out = &targets[i];
+            for (r, col) in chunk.chunks_exact(m).enumerate() {
+                for (j, &v) in col.iter().enumerate() {
+                    // SAFETY: column r0 + r of row j is written by this task only, inside `outs[i]`.
+                    unsafe { *out.0.add(j * q.rows + r0 + r) = v };
                 }
             }
-        }
-    }
-    out
+        });
+    });
+    outs
 }
+
+thread_local! {
+    static CHUNK: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// One matrix's output, written by tasks that own disjoint columns.
+struct OutPtr(*mut f32);
+// SAFETY: tasks write disjoint elements (their own weight rows' columns) and the buffer outlives them.
+unsafe impl Sync for OutPtr {}
 
 /// `out[r * m + j]` = weight row `r` of `w` · activation row `j`, for the `out.len() / m` rows of `w`.
 #[allow(clippy::too_many_arguments)]

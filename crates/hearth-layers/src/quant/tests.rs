@@ -138,3 +138,11 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #[test]
+    fn nearest_int_rounds_half_to_even_like_the_float_op(x in -300f32..300.0, half in any::<bool>()) {
+        let x = if half { x.trunc() + 0.5 } else { x };
+        prop_assert_eq!(super::activations::nearest_int(x), x.round_ties_even() as i32);
+    }
+}
