@@ -91,7 +91,8 @@ fn engine(args: EngineBenchArgs) -> Result<()> {
     let tg: Vec<f64> = (0..args.reps).map(|_| run_tg(model, &tokens[..args.tg]).map(|s| args.tg as f64 / s)).collect::<Result<_>>()?;
     let rss = peak_rss_bytes();
     let name = args.model.file_name().and_then(|n| n.to_str()).unwrap_or("model");
-    println!("model: {name} ({} MiB), threads: {threads}, reps: {}", file_size >> 20, args.reps);
+    let isa = hearth_layers::quant::isa::active().name();
+    println!("model: {name} ({} MiB), threads: {threads}, reps: {}, cpu kernels: {isa}", file_size >> 20, args.reps);
     println!("| engine    | pp{:<4} tok/s      | tg{:<4} tok/s      | peak RSS MiB |", args.pp, args.tg);
     println!("|-----------|-------------------|-------------------|--------------|");
     let (pp, tg) = (stat(&pp), stat(&tg));

@@ -38,7 +38,8 @@ pub fn run(args: BatchedArgs) -> Result<()> {
     let reference = args.llama_batched_bench.as_ref().map(|bin| llama_batched_bench(bin, &args, threads)).transpose()?;
     let loaded = hearth_models::load(&args.model, &candle_core::Device::Cpu).with_context(|| format!("loading {}", args.model.display()))?;
     let name = args.model.file_name().and_then(|n| n.to_str()).unwrap_or("model");
-    println!("model: {name}, threads: {threads}, prompt {} + decode {} tokens per sequence", args.pp, args.tg);
+    let isa = hearth_layers::quant::isa::active().name();
+    println!("model: {name}, threads: {threads}, cpu kernels: {isa}, prompt {} + decode {} tokens per sequence", args.pp, args.tg);
     println!("| sequences | hearth decode tok/s | llama.cpp decode tok/s | ratio |");
     println!("|-----------|---------------------|------------------------|-------|");
     for &n in &args.seqs {

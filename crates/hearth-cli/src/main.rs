@@ -62,6 +62,15 @@ fn main() -> ExitCode {
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("HEARTH_LOG").unwrap_or_else(|_| "warn".into()))
         .with_writer(std::io::stderr)
         .init();
+    if let Ok(isa) = std::env::var("HEARTH_ISA") {
+        // Pins the CPU kernels' instruction-set path (for comparing paths); the default is the widest.
+        match isa.parse::<hearth_layers::quant::Isa>() {
+            Ok(isa) => {
+                hearth_layers::quant::isa::force(isa);
+            }
+            Err(e) => eprintln!("warning: HEARTH_ISA: {e}"),
+        }
+    }
     if let Some(n) = cli.threads {
         // candle's CPU kernels size their pool from this variable; set it before any tensor work starts.
         std::env::set_var("RAYON_NUM_THREADS", n.max(1).to_string());

@@ -1,7 +1,7 @@
 //! Which instruction set the quantized kernels use, chosen once at run time from the CPU's features.
 //!
-//! `HEARTH_ISA=scalar|avx2|avx512vnni` forces a path no wider than what the CPU has (for tests and
-//! benchmarks that compare paths); anything else, or a path the CPU lacks, falls back to detection.
+//! [`force`] (the CLI's `HEARTH_ISA=scalar|avx2|avx512vnni`) pins a path no wider than what the CPU
+//! has, for benchmarks that compare paths; a path the CPU lacks falls back to detection.
 
 use std::sync::OnceLock;
 
@@ -48,17 +48,27 @@ impl Isa {
     }
 }
 
+static ACTIVE: OnceLock<Isa> = OnceLock::new();
+
 /// The path the kernels use in this process.
 pub fn active() -> Isa {
-    static ACTIVE: OnceLock<Isa> = OnceLock::new();
-    *ACTIVE.get_or_init(|| {
-        let best = Isa::detect();
-        let forced = match std::env::var("HEARTH_ISA").as_deref() {
-            Ok("scalar") => Some(Isa::Scalar),
-            Ok("avx2") => Some(Isa::Avx2),
-            Ok("avx512vnni") => Some(Isa::Avx512Vnni),
-            _ => None,
-        };
-        forced.filter(|&f| f <= best).unwrap_or(best)
-    })
+    *ACTIVE.get_or_init(Isa::detect)
+}
+
+/// Use `isa` (or the widest path the CPU has, if narrower) for the rest of the process. Only takes
+/// effect before the first kernel runs; returns the path in effect.
+pub fn force(isa: Isa) -> Isa {
+    *ACTIVE.get_or_init(|| isa.min(Isa::detect()))
+}
+
+impl std::str::FromStr for Isa {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "scalar" => Ok(Isa::Scalar),
+            "avx2" => Ok(Isa::Avx2),
+            "avx512vnni" => Ok(Isa::Avx512Vnni),
+            other => Err(format!("unknown instruction set '{other}' (scalar, avx2, avx512vnni)")),
+        }
+    }
 }
