@@ -80,26 +80,29 @@ fn decode_rate(model: &Transformer, n: usize, pp: usize, tg: usize) -> Result<f6
     Ok((n * tg) as f64 / start.elapsed().as_secs_f64())
 }
 
-/// Runs llama-batched-bench; returns (parallel sequences, decode tok/s) per row.
+/// Runs llama-batched-bench once per sequence count, each with a context just large enough for it (its
+/// attention cost grows with the context size, not just the tokens in use); returns (sequences, decode tok/s).
 fn llama_batched_bench(bin: &PathBuf, args: &BatchedArgs, threads: usize) -> Result<Vec<(usize, f64)>> {
-    let max_n = args.seqs.iter().copied().max().unwrap_or(1);
-    let ctx = max_n * (args.pp + args.tg) + 16;
-    let list: Vec<String> = args.seqs.iter().map(|n| n.to_string()).collect();
-    let out = Command::new(bin)
-        .arg("-m").arg(&args.model)
-        .args(["-c", &ctx.to_string(), "-b", "2048", "-ub", "512"])
-        .args(["-npp", &args.pp.to_string(), "-ntg", &args.tg.to_string(), "-npl", &list.join(",")])
-        .args(["-t", &threads.to_string(), "--output-format", "jsonl"])
-        .output()
-        .with_context(|| format!("running {}", bin.display()))?;
-    if !out.status.success() {
-        bail!("llama-batched-bench failed: {}", String::from_utf8_lossy(&out.stderr));
+    let mut rows = Vec::new();
+    for &n in &args.seqs {
+        let ctx = n * (args.pp + args.tg) + 16;
+        let out = Command::new(bin)
+            .arg("-m").arg(&args.model)
+            .args(["-c", &ctx.to_string(), "-b", "2048", "-ub", "512"])
+            .args(["-npp", &args.pp.to_string(), "-ntg", &args.tg.to_string(), "-npl", &n.to_string()])
+            .args(["-t", &threads.to_string(), "--output-format", "jsonl"])
+            .output()
+            .with_context(|| format!("running {}", bin.display()))?;
+        if !out.status.success() {
+            bail!("llama-batched-bench failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        rows.extend(
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                .filter_map(|v| Some((v["pl"].as_u64()? as usize, v["speed_tg"].as_f64()?))),
+        );
     }
-    let rows: Vec<(usize, f64)> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter_map(|v| Some((v["pl"].as_u64()? as usize, v["speed_tg"].as_f64()?)))
-        .collect();
     if rows.is_empty() {
         bail!("llama-batched-bench printed no result rows");
     }
