@@ -45,9 +45,12 @@ fn concurrent_and_preempted_requests_match_solo_runs() {
 
     // 12 blocks of 16 tokens cannot hold six sequences of up to 140 tokens: some must be preempted.
     // A 7-token prefill budget forces chunked prefill of every prompt.
-    let cfg = |kv_blocks: usize| {
-        let bytes_per_token = 2 * 2 * 2 * 16 * 4; // layers * (K,V) * kv_heads * head_dim * f32 (tiny qwen2)
-        EngineConfig { kv_cache_bytes: Some(kv_blocks * 16 * bytes_per_token), max_batch_tokens: 7, ..Default::default() }
+    let loaded = hearth_models::load(&tiny_model("qwen2/model-f32.gguf"), &candle_core::Device::Cpu).expect("load");
+    let bytes_per_token = loaded.model.kv_cache_config(1, 1).bytes_per_token();
+    let cfg = |kv_blocks: usize| EngineConfig {
+        kv_cache_bytes: Some(kv_blocks * 16 * bytes_per_token),
+        max_batch_tokens: 7,
+        ..Default::default()
     };
     let e = engine(EngineConfig::default());
     let receivers: Vec<_> = prompts().iter().map(|p| e.generate(request(p)).expect("submit")).collect();
@@ -55,7 +58,6 @@ fn concurrent_and_preempted_requests_match_solo_runs() {
     assert_eq!(together, solo, "batched output differs from solo output");
 
     // Driven step by step, so the preemptions can be counted.
-    let loaded = hearth_models::load(&tiny_model("qwen2/model-f32.gguf"), &candle_core::Device::Cpu).expect("load");
     let mut core = EngineCore::new(loaded.model, Arc::new(loaded.tokenizer), loaded.eos_ids, cfg(12)).expect("core");
     let receivers: Vec<_> = prompts()
         .iter()

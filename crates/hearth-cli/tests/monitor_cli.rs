@@ -202,6 +202,19 @@ fn service_install_writes_a_systemd_user_unit_and_uninstall_removes_it() {
     assert!(!out.status.success() && text(&out).1.contains("not installed"));
 }
 
+#[test]
+fn dash_json_snapshot_names_a_down_endpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let closed = format!("http://127.0.0.1:{}", free_port());
+    let out = hearth(&["dash", "--endpoint", &closed, "--json-after", "1.2"], &dir.path().join("m.db"));
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    let snap: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(snap["endpoints"][0]["up"], false);
+    assert!(snap["endpoints"][0]["error"].as_str().unwrap().contains("cannot reach"), "{stdout}");
+    assert!(snap["memory"]["total_bytes"].as_u64().unwrap() > 0);
+}
+
 /// A tmux session, killed on drop.
 struct Tmux(String);
 

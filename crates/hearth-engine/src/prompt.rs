@@ -17,7 +17,7 @@ pub enum PromptError {
 /// How a prompt reaches the model.
 pub enum PromptMode {
     /// Rendered through the chat template (the model's, or ChatML for chat use of a model without one).
-    Chat(ChatTemplate),
+    Chat(Box<ChatTemplate>),
     /// Sent as plain text (base models without a template).
     Raw,
 }
@@ -31,7 +31,7 @@ impl PromptMode {
         let Some(source) = &ctx.chat_template else { return Ok(PromptMode::Raw) };
         let bos = ctx.bos_token.as_deref().unwrap_or("");
         let eos = ctx.eos_token.as_deref().unwrap_or("");
-        Ok(PromptMode::Chat(ChatTemplate::new(source, bos, eos)?))
+        Ok(PromptMode::Chat(Box::new(ChatTemplate::new(source, bos, eos)?)))
     }
 
     /// Prompt token ids for `messages` (role/content objects), ending where the assistant speaks next.

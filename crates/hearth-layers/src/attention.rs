@@ -157,6 +157,16 @@ mod tests {
             for (a, b) in got.iter().zip(&want) {
                 assert!((a - b).abs() < 1e-5, "window {window:?}: {a} vs {b}");
             }
+            // An f16 cache: the same attention up to f16 rounding of K and V.
+            let cfg16 = KvCacheConfig { dtype: DType::F16, ..cfg };
+            let cache16 = PagedKvCache::new(cfg16, &dev)?;
+            cache16.write(0, &slots, &Tensor::from_vec(k.clone(), (m, 16), &dev)?, &Tensor::from_vec(v.clone(), (m, 16), &dev)?)?;
+            let all16: Vec<u32> = slots.iter().map(|&s| s as u32).collect();
+            let seq16 = crate::cpu::HostSeq { offset: 0, n_new: n, q_start, slots: &all16 };
+            let got16 = crate::cpu::paged_attention_host(&q, &cache16, 0, &[seq16], &p)?;
+            for (a, b) in got16.iter().zip(&want) {
+                assert!((a - b).abs() < 2e-3, "f16 cache, window {window:?}: {a} vs {b}");
+            }
             // The host kernel, batched with a one-token sequence ahead of this one in the batch.
             let other = crate::cpu::HostSeq { offset: 0, n_new: 1, q_start: 0, slots: &[6] };
             cache.write(0, &[6], &Tensor::from_vec(k[..16].to_vec(), (1, 16), &dev)?, &Tensor::from_vec(v[..16].to_vec(), (1, 16), &dev)?)?;
@@ -182,10 +192,17 @@ mod tests {
     /// prompt), one by one (decode), or beside other sequences: seeded sampling depends on it.
     #[test]
     fn host_attention_rows_do_not_depend_on_how_queries_are_batched() -> Result<()> {
+        for dtype in [DType::F32, DType::F16] {
+            rows_do_not_depend_on_batching(dtype)?;
+        }
+        Ok(())
+    }
+
+    fn rows_do_not_depend_on_batching(dtype: DType) -> Result<()> {
         let dev = Device::Cpu;
         let (h, kvh, hd, m) = (6, 2, 64, 40);
         let p = AttentionParams { n_heads: h, n_kv_heads: kvh, head_dim: hd, scale: 0.125, sliding_window: Some(29), softcap: None };
-        let cfg = KvCacheConfig { num_blocks: 12, block_size: 4, n_layers: 1, n_kv_heads: kvh, head_dim: hd, dtype: DType::F32 };
+        let cfg = KvCacheConfig { num_blocks: 12, block_size: 4, n_layers: 1, n_kv_heads: kvh, head_dim: hd, dtype };
         let cache = PagedKvCache::new(cfg, &dev)?;
         let slots: Vec<usize> = (0..m).map(|pos| (11 - pos / 4) * 4 + pos % 4).collect();
         let (k, v) = (pseudo_random(m * kvh * hd, 7), pseudo_random(m * kvh * hd, 8));

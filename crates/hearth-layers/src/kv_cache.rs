@@ -41,21 +41,63 @@ pub struct PagedKvCache {
 enum Storage {
     Device { keys: Vec<Tensor>, values: Vec<Tensor> },
     /// Zero-filled lazily by the OS, so untouched blocks cost no resident memory.
-    Host { keys: Vec<RwLock<Vec<f32>>>, values: Vec<RwLock<Vec<f32>>> },
+    Host { keys: Vec<RwLock<HostRows>>, values: Vec<RwLock<HostRows>> },
+}
+
+/// One layer's K or V rows on the host, in the cache's element type.
+#[derive(Debug)]
+pub enum HostRows {
+    F32(Vec<f32>),
+    /// Half the memory and bandwidth (llama.cpp's default cache type too); rounded once on write.
+    F16(Vec<half::f16>),
+}
+
+impl HostRows {
+    fn zeros(dtype: DType, n: usize) -> Self {
+        match dtype {
+            DType::F16 => HostRows::F16(vec![half::f16::ZERO; n]),
+            _ => HostRows::F32(vec![0f32; n]),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        match self {
+            HostRows::F32(v) => v.len(),
+            HostRows::F16(v) => v.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn store(&mut self, at: usize, src: &[f32]) {
+        match self {
+            HostRows::F32(v) => v[at..at + src.len()].copy_from_slice(src),
+            HostRows::F16(v) => v[at..at + src.len()].iter_mut().zip(src).for_each(|(d, s)| *d = half::f16::from_f32(*s)),
+        }
+    }
+
+    fn load(&self, at: usize, n: usize, out: &mut Vec<f32>) {
+        match self {
+            HostRows::F32(v) => out.extend_from_slice(&v[at..at + n]),
+            HostRows::F16(v) => out.extend(v[at..at + n].iter().map(|x| x.to_f32())),
+        }
+    }
 }
 
 /// One layer's host K and V rows, readable while the guard lives.
 pub struct HostLayer<'a> {
-    pub keys: RwLockReadGuard<'a, Vec<f32>>,
-    pub values: RwLockReadGuard<'a, Vec<f32>>,
+    pub keys: RwLockReadGuard<'a, HostRows>,
+    pub values: RwLockReadGuard<'a, HostRows>,
 }
 
 impl PagedKvCache {
     pub fn new(config: KvCacheConfig, device: &Device) -> Result<Self> {
         let rows = config.num_blocks * config.block_size;
         let width = config.n_kv_heads * config.head_dim;
-        let storage = if device.is_cpu() && config.dtype == DType::F32 {
-            let buffers = || (0..config.n_layers).map(|_| RwLock::new(vec![0f32; rows * width])).collect();
+        let storage = if device.is_cpu() && matches!(config.dtype, DType::F32 | DType::F16) {
+            let buffers = || (0..config.n_layers).map(|_| RwLock::new(HostRows::zeros(config.dtype, rows * width))).collect();
             Storage::Host { keys: buffers(), values: buffers() }
         } else {
             let mut keys = Vec::with_capacity(config.n_layers);
@@ -96,8 +138,8 @@ impl PagedKvCache {
         }
         let (mut kb, mut vb) = (write(keys.get(layer).ok_or_else(|| self.bad_layer(layer))?), write(&values[layer]));
         for (i, &slot) in slots.iter().enumerate() {
-            kb[slot * w..(slot + 1) * w].copy_from_slice(&k[i * w..(i + 1) * w]);
-            vb[slot * w..(slot + 1) * w].copy_from_slice(&v[i * w..(i + 1) * w]);
+            kb.store(slot * w, &k[i * w..(i + 1) * w]);
+            vb.store(slot * w, &v[i * w..(i + 1) * w]);
         }
         Ok(())
     }
@@ -130,11 +172,14 @@ impl PagedKvCache {
         if let Some(host) = self.host_layer(layer)? {
             let w = self.width();
             let ids = slots.to_vec1::<u32>()?;
-            let pick = |rows: &[f32]| -> Result<Tensor> {
+            let pick = |rows: &HostRows| -> Result<Tensor> {
                 let mut out = Vec::with_capacity(ids.len() * w);
                 for &s in &ids {
                     let s = s as usize;
-                    out.extend_from_slice(rows.get(s * w..(s + 1) * w).ok_or_else(|| self.bad_layer(layer))?);
+                    if (s + 1) * w > rows.len() {
+                        return Err(self.bad_layer(layer));
+                    }
+                    rows.load(s * w, w, &mut out);
                 }
                 Ok(Tensor::from_vec(out, (ids.len(), w), &Device::Cpu)?)
             };

@@ -315,11 +315,16 @@ fn add_generating_time(t: &mut Tracked, config: &MonitorConfig) {
     if t.status.tok_s > 0.0 {
         s.generating_s += config.cadence.tok_s.as_secs_f64();
     }
-    // Readings while a request still runs (or, for servers without that gauge, while tokens flow).
+    // Readings while a request still runs (or, for servers without that gauge, while tokens flow); the
+    // first one once tokens flow, so prompt processing is not counted as decoding time.
     let running = t.status.requests_running.map_or(t.status.tok_s > 0.0, |r| r > 0.0);
     if let (true, Some(tokens), Some(at)) = (running, t.tokens, t.read_at) {
-        s.first_generating.get_or_insert((at, tokens));
-        s.last_generating = Some((at, tokens));
+        if s.first_generating.is_none() && t.status.tok_s > 0.0 {
+            s.first_generating = Some((at, tokens));
+        }
+        if s.first_generating.is_some() {
+            s.last_generating = Some((at, tokens));
+        }
     }
     s.peak_rss = s.peak_rss.max(t.status.rss_bytes);
 }

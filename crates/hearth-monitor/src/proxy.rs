@@ -237,26 +237,34 @@ impl Meter {
     fn observe(&mut self, bytes: &[u8]) {
         let now = Instant::now();
         for line in self.lines.push(bytes) {
-            // A line the proxy cannot read is the client's business, not ours: it is passed on untouched.
-            let Ok(Some(chunk)) = parse_line(&line) else { continue };
-            if self.model.is_empty() {
-                self.model = chunk.model.clone().unwrap_or_default();
-            }
-            if !chunk.text.is_empty() {
-                self.chunks += 1;
-                self.first.get_or_insert(now);
-                self.last = Some(now);
-                self.state.add_tokens(&self.model, 1);
-            }
-            self.complete |= chunk.done;
-            self.server_count = chunk.eval_count.or(chunk.completion_tokens).or(self.server_count);
-            self.server_tok_s = chunk.server_tok_s().or(self.server_tok_s);
+            self.observe_line(&line, now);
         }
+    }
+
+    fn observe_line(&mut self, line: &str, now: Instant) {
+        // A line the proxy cannot read is the client's business, not ours: it is passed on untouched.
+        let Ok(Some(chunk)) = parse_line(line) else { return };
+        if self.model.is_empty() {
+            self.model = chunk.model.clone().unwrap_or_default();
+        }
+        if !chunk.text.is_empty() {
+            self.chunks += 1;
+            self.first.get_or_insert(now);
+            self.last = Some(now);
+            self.state.add_tokens(&self.model, 1);
+        }
+        self.complete |= chunk.done;
+        self.server_count = chunk.eval_count.or(chunk.completion_tokens).or(self.server_count);
+        self.server_tok_s = chunk.server_tok_s().or(self.server_tok_s);
     }
 }
 
 impl Drop for Meter {
     fn drop(&mut self) {
+        // A body without a final newline (a non-streamed JSON answer) is one last line.
+        if let Some(rest) = self.lines.finish() {
+            self.observe_line(&rest, Instant::now());
+        }
         self.state.running.fetch_sub(1, Ordering::Relaxed);
         let tokens = self.server_count.unwrap_or(self.chunks);
         // Chunks may hold several tokens: settle the live counter on the server's count.

@@ -88,7 +88,7 @@ pub fn parse_line(line: &str) -> Result<Option<Chunk>, String> {
 
 fn chunk_from_json(v: &Value) -> Chunk {
     let choice = &v["choices"][0];
-    let text = [&v["response"], &v["message"]["content"], &choice["delta"]["content"], &choice["text"], &v["content"]]
+    let text = [&v["response"], &v["message"]["content"], &choice["delta"]["content"], &choice["message"]["content"], &choice["text"], &v["content"]]
         .iter()
         .find_map(|t| t.as_str())
         .unwrap_or_default()
@@ -101,7 +101,8 @@ fn chunk_from_json(v: &Value) -> Chunk {
     Chunk {
         text,
         // llama.cpp's native /completion ends with `stop: true`.
-        done: v["done"].as_bool().unwrap_or(false) || v["stop"].as_bool().unwrap_or(false),
+        // OpenAI: a finish_reason ends the generation (usage and `[DONE]` may follow in a stream).
+        done: v["done"].as_bool().unwrap_or(false) || v["stop"].as_bool().unwrap_or(false) || choice["finish_reason"].is_string(),
         model: v["model"].as_str().map(str::to_string),
         eval_count: v["eval_count"].as_u64(),
         eval_duration_ns: v["eval_duration"].as_u64(),
@@ -138,6 +139,9 @@ mod tests {
         let c = parse_line(r#"data: {"choices":[],"usage":{"completion_tokens":9,"prompt_tokens":3},"timings":{"predicted_per_second":88.5}}"#).unwrap().unwrap();
         assert_eq!((c.completion_tokens, c.prompt_tokens, c.server_tok_s()), (Some(9), Some(3), Some(88.5)));
         assert!(parse_line("data: [DONE]").unwrap().unwrap().done);
+        let c = parse_line(r#"{"object":"chat.completion","choices":[{"message":{"content":"Hello!"},"finish_reason":"stop"}],"usage":{"completion_tokens":3}}"#).unwrap().unwrap();
+        assert_eq!((c.text.as_str(), c.done, c.completion_tokens), ("Hello!", true, Some(3)));
+        assert!(!parse_line(r#"data: {"choices":[{"delta":{"content":"x"},"finish_reason":null}]}"#).unwrap().unwrap().done);
         assert_eq!(parse_line(": keep-alive").unwrap(), None);
         assert_eq!(parse_line("event: message").unwrap(), None);
         let c = parse_line(r#"{"error":"model not found"}"#).unwrap().unwrap();

@@ -83,6 +83,8 @@ impl SystemSampler {
         let mut processes: Vec<ProcessMemory> = system
             .processes()
             .iter()
+            // Linux lists threads as processes too; a thread's RSS is its process's.
+            .filter(|(_, p)| p.thread_kind().is_none())
             .filter(|(pid, p)| pids.contains(&pid.as_u32()) || is_inference_process(&p.name().to_string_lossy()))
             .map(|(pid, p)| ProcessMemory { pid: pid.as_u32(), name: p.name().to_string_lossy().into_owned(), rss_bytes: p.memory() })
             .collect();
@@ -299,6 +301,13 @@ mod tests {
         let m = s.memory(&[std::process::id()]);
         assert!(m.total_bytes > 0 && m.used_bytes <= m.total_bytes);
         assert!(m.processes.iter().any(|p| p.pid == std::process::id() && p.rss_bytes > 0));
+        // Threads (this test harness runs several) are not listed as processes of their own.
+        // Even when asked for by id, a thread is not listed as a process of its own.
+        let _extra = std::thread::spawn(|| std::thread::sleep(std::time::Duration::from_millis(300)));
+        let me = std::process::id();
+        let tids: Vec<u32> = std::fs::read_dir("/proc/self/task").map(|d| d.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).filter(|&t| t != me).collect()).unwrap_or_default();
+        let m = s.memory(&[&[me][..], &tids].concat());
+        assert!(m.processes.iter().all(|p| !tids.contains(&p.pid)), "threads listed: {:?}", m.processes);
         // Either GPUs with names or a reason; both are fine, neither panics.
         match s.gpus() {
             GpuStatus::Gpus(g) => assert!(g.iter().all(|g| !g.name.is_empty())),

@@ -84,6 +84,14 @@ async fn other_requests_statuses_and_errors_pass_through() {
     assert_eq!(text.lines().count(), 4);
     assert_eq!(wait_for_streams(&proxy, 1).await[0].tokens, 3);
 
+    // A non-streamed OpenAI answer without a final newline is metered from its usage.
+    let openai = axum::Router::new().route("/v1/chat/completions", axum::routing::post(|| async { r#"{"object":"chat.completion","model":"m","choices":[{"message":{"role":"assistant","content":"Hi there"},"finish_reason":"stop"}],"usage":{"completion_tokens":3,"prompt_tokens":5}}"# }));
+    let openai_proxy = start_proxy(&common::serve(openai).await, None).await;
+    let answer = reqwest::Client::new().post(format!("{openai_proxy}/v1/chat/completions")).body("{\"model\":\"m\"}").send().await.unwrap().text().await.unwrap();
+    assert!(answer.ends_with("}}"));
+    let r = &wait_for_streams(&openai_proxy, 1).await[0];
+    assert_eq!((r.tokens, r.chunks, r.complete, r.model.as_str()), (3, 1, true, "m"));
+
     // The monitor recognises the proxy and reads the models through it.
     let source = Source::probe(&proxy).await.unwrap();
     assert_eq!(source.kind, ServerKind::Proxy);

@@ -33,8 +33,8 @@ impl KeepAlive {
         if let Ok(seconds) = t.parse::<f64>() {
             return Self::from_seconds(seconds);
         }
-        if t.starts_with('-') {
-            return parse_go_duration(&t[1..]).map(|_| KeepAlive::Forever);
+        if let Some(negative) = t.strip_prefix('-') {
+            return parse_go_duration(negative).map(|_| KeepAlive::Forever);
         }
         parse_go_duration(t).map(KeepAlive::For)
     }

@@ -89,7 +89,7 @@ async fn completions_inner(state: AppState, body: Result<Bytes, BytesRejection>)
     let prompt_tokens = prompts.iter().map(Vec::len).sum::<usize>() * v.n;
     let batch = generation::start(lease, requests, state.metrics.clone()).map_err(|e| e.with_param("prompt"))?;
     let mut v = v;
-    v.n = prompts.len() * v.n;
+    v.n *= prompts.len();
     respond(batch, &req.model, Kind::Text, &v, prompt_tokens).await
 }
 

@@ -8,7 +8,7 @@
 //! reproduces whatever the batch or the cache did.
 
 use crate::attention::AttentionParams;
-use crate::kv_cache::PagedKvCache;
+use crate::kv_cache::{HostRows, PagedKvCache};
 use crate::{LayerError, Result};
 use rayon::prelude::*;
 use std::cell::RefCell;
@@ -81,23 +81,62 @@ pub fn paged_attention_host(
     }
     let mut out = vec![0f32; q.len()];
     let out_ptr = OutPtr(out.as_mut_ptr());
-    let kv = KvRows { keys: &host.keys, values: &host.values, width, len: hd };
-    tasks.par_iter().for_each(|task| {
-        let out_ptr = &out_ptr;
-        SCORES.with(|cell| run_task(task, &seqs[task.seq], q, &kv, p, &mut cell.borrow_mut(), out_ptr));
-    });
+    match (&*host.keys, &*host.values) {
+        (HostRows::F32(keys), HostRows::F32(values)) => run_tasks(&tasks, seqs, q, &KvRows { keys, values, width, len: hd }, p, &out_ptr),
+        (HostRows::F16(keys), HostRows::F16(values)) => run_tasks(&tasks, seqs, q, &KvRows { keys, values, width, len: hd }, p, &out_ptr),
+        _ => return Err(bad("keys and values are stored in different types".into())),
+    }
     Ok(out)
 }
 
+fn run_tasks<T: KvElem>(tasks: &[Task], seqs: &[HostSeq<'_>], q: &[f32], kv: &KvRows<'_, T>, p: &AttentionParams, out: &OutPtr) {
+    tasks.par_iter().for_each(|task| {
+        SCORES.with(|cell| run_task(task, &seqs[task.seq], q, kv, p, &mut cell.borrow_mut(), out));
+    });
+}
+
+/// An element of the host KV cache, read as f32.
+pub(crate) trait KvElem: Copy + Send + Sync + 'static {
+    fn to_f32(self) -> f32;
+    /// Eight consecutive elements as f32 lanes.
+    #[cfg(target_arch = "x86_64")]
+    unsafe fn load8(p: *const Self) -> std::arch::x86_64::__m256;
+}
+
+impl KvElem for f32 {
+    #[inline(always)]
+    fn to_f32(self) -> f32 {
+        self
+    }
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    unsafe fn load8(p: *const Self) -> std::arch::x86_64::__m256 {
+        std::arch::x86_64::_mm256_loadu_ps(p)
+    }
+}
+
+impl KvElem for half::f16 {
+    #[inline(always)]
+    fn to_f32(self) -> f32 {
+        half::f16::to_f32(self)
+    }
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    unsafe fn load8(p: *const Self) -> std::arch::x86_64::__m256 {
+        use std::arch::x86_64::*;
+        _mm256_cvtph_ps(_mm_loadu_si128(p as *const __m128i))
+    }
+}
+
 /// The cache rows of one layer: row `slot` of KV head `h` starts at `slot * width + h * len`.
-struct KvRows<'a> {
-    keys: &'a [f32],
-    values: &'a [f32],
+struct KvRows<'a, T> {
+    keys: &'a [T],
+    values: &'a [T],
     width: usize,
     len: usize,
 }
 
-fn run_task(task: &Task, s: &HostSeq<'_>, q: &[f32], kv: &KvRows<'_>, p: &AttentionParams, scores: &mut Vec<f32>, out: &OutPtr) {
+fn run_task<T: KvElem>(task: &Task, s: &HostSeq<'_>, q: &[f32], kv: &KvRows<'_, T>, p: &AttentionParams, scores: &mut Vec<f32>, out: &OutPtr) {
     let (hd, group) = (p.head_dim, p.n_heads / p.n_kv_heads);
     let pos = |t: usize| s.q_start + task.first_token + t;
     let first_of = |qp: usize| p.sliding_window.map_or(0, |w| (qp + 1).saturating_sub(w));
@@ -149,7 +188,7 @@ fn softmax_in_place(row: &mut [f32], p: &AttentionParams) {
     }
 }
 
-fn score_all(queries: &[&[f32]], kv: &KvRows<'_>, slots: &[u32], koff: usize, scores: &mut [f32]) {
+fn score_all<T: KvElem>(queries: &[&[f32]], kv: &KvRows<'_, T>, slots: &[u32], koff: usize, scores: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     if crate::quant::isa::active() >= crate::quant::isa::Isa::Avx2 && kv.len % 8 == 0 {
         // SAFETY: the CPU has AVX2 and FMA (checked by `active`); rows are `len` long, a multiple of 8.
@@ -159,12 +198,12 @@ fn score_all(queries: &[&[f32]], kv: &KvRows<'_>, slots: &[u32], koff: usize, sc
     for (i, q) in queries.iter().enumerate() {
         for (j, &slot) in slots.iter().enumerate() {
             let k = &kv.keys[slot as usize * kv.width + koff..][..kv.len];
-            scores[i * n_keys + j] = q.iter().zip(k).map(|(a, b)| a * b).sum();
+            scores[i * n_keys + j] = q.iter().zip(k).map(|(a, b)| a * b.to_f32()).sum();
         }
     }
 }
 
-fn weighted_sum(probs: &[f32], kv: &KvRows<'_>, slots: &[u32], koff: usize, out: &mut [f32]) {
+fn weighted_sum<T: KvElem>(probs: &[f32], kv: &KvRows<'_, T>, slots: &[u32], koff: usize, out: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     if crate::quant::isa::active() >= crate::quant::isa::Isa::Avx2 && kv.len % 8 == 0 {
         // SAFETY: as in `score_all`.
@@ -174,33 +213,33 @@ fn weighted_sum(probs: &[f32], kv: &KvRows<'_>, slots: &[u32], koff: usize, out:
     for (&pj, &slot) in probs.iter().zip(slots) {
         let v = &kv.values[slot as usize * kv.width + koff..][..kv.len];
         for (o, x) in out.iter_mut().zip(v) {
-            *o += pj * x;
+            *o += pj * x.to_f32();
         }
     }
 }
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::KvRows;
+    use super::{KvElem, KvRows};
     use std::arch::x86_64::*;
 
     /// Scores of every query with every key, eight keys at a time: each (query, key) is one 8-lane
     /// FMA chain over the head dimension, and the eight keys' lanes are reduced together by a fixed
     /// `hadd` tree, so a score does not depend on which keys share its group.
     #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn score_all(queries: &[&[f32]], kv: &KvRows<'_>, slots: &[u32], koff: usize, scores: &mut [f32]) {
+    pub(super) unsafe fn score_all<T: KvElem>(queries: &[&[f32]], kv: &KvRows<'_, T>, slots: &[u32], koff: usize, scores: &mut [f32]) {
         let n_keys = slots.len();
         let chunks = kv.len / 8;
         let key_ptr = |j: usize| kv.keys.as_ptr().add(*slots.get_unchecked(j) as usize * kv.width + koff);
         for j0 in (0..n_keys).step_by(8) {
             let n = 8.min(n_keys - j0);
-            let ks: [*const f32; 8] = std::array::from_fn(|l| key_ptr(j0 + l.min(n - 1)));
+            let ks: [*const T; 8] = std::array::from_fn(|l| key_ptr(j0 + l.min(n - 1)));
             for (i, q) in queries.iter().enumerate() {
                 let mut acc = [_mm256_setzero_ps(); 8];
                 for c in 0..chunks {
                     let qv = _mm256_loadu_ps(q.as_ptr().add(8 * c));
                     for l in 0..8 {
-                        acc[l] = _mm256_fmadd_ps(qv, _mm256_loadu_ps(ks[l].add(8 * c)), acc[l]);
+                        acc[l] = _mm256_fmadd_ps(qv, T::load8(ks[l].add(8 * c)), acc[l]);
                     }
                 }
                 let sums = reduce8(&acc);
@@ -227,7 +266,7 @@ mod x86 {
 
     /// `out = Σ_j probs[j] · v_j`, accumulated in registers over the keys in order, 64 dims at a time.
     #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn weighted_sum(probs: &[f32], kv: &KvRows<'_>, slots: &[u32], koff: usize, out: &mut [f32]) {
+    pub(super) unsafe fn weighted_sum<T: KvElem>(probs: &[f32], kv: &KvRows<'_, T>, slots: &[u32], koff: usize, out: &mut [f32]) {
         let dims = kv.len;
         let mut d0 = 0;
         while d0 < dims {
@@ -237,7 +276,7 @@ mod x86 {
                 let v = kv.values.as_ptr().add(slot as usize * kv.width + koff + d0);
                 let pv = _mm256_set1_ps(pj);
                 for (c, a) in acc.iter_mut().enumerate().take(n) {
-                    *a = _mm256_fmadd_ps(pv, _mm256_loadu_ps(v.add(8 * c)), *a);
+                    *a = _mm256_fmadd_ps(pv, T::load8(v.add(8 * c)), *a);
                 }
             }
             for (c, a) in acc.iter().enumerate().take(n) {
