@@ -91,19 +91,60 @@ pub fn paged_attention_host(
 
 fn run_tasks<T: KvElem>(tasks: &[Task], seqs: &[HostSeq<'_>], q: &[f32], kv: &KvRows<'_, T>, p: &AttentionParams, out: &OutPtr) {
     tasks.par_iter().for_each(|task| {
-        SCORES.with(|cell| run_task(task, &seqs[task.seq], q, kv, p, &mut cell.borrow_mut(), out));
+        let s = &seqs[task.seq];
+        let (lo, hi) = key_range(task, s, p);
+        let koff = task.kv * p.head_dim;
+        SCORES.with(|cell| {
+            let scores = &mut cell.borrow_mut();
+            if T::IS_F32 {
+                return run_task(task, s, q, kv, &s.slots[lo..hi], koff, p, scores, out);
+            }
+            // Narrow rows are widened once per task (exactly), not once per query that reads them.
+            WIDE.with(|wide| {
+                let (keys, values, ids) = &mut *wide.borrow_mut();
+                keys.clear();
+                values.clear();
+                for &slot in &s.slots[lo..hi] {
+                    let at = slot as usize * kv.width + koff;
+                    T::widen(&kv.keys[at..at + kv.len], keys);
+                    T::widen(&kv.values[at..at + kv.len], values);
+                }
+                ids.clear();
+                ids.extend(0..(hi - lo) as u32);
+                let rows = KvRows { keys: &keys[..], values: &values[..], width: kv.len, len: kv.len };
+                run_task(task, s, q, &rows, ids, 0, p, scores, out);
+            });
+        });
     });
+}
+
+thread_local! {
+    static WIDE: RefCell<(Vec<f32>, Vec<f32>, Vec<u32>)> = const { RefCell::new((Vec::new(), Vec::new(), Vec::new())) };
+}
+
+/// Positions of the keys any query of `task` can see: from the first query's window start to the
+/// last query.
+fn key_range(task: &Task, s: &HostSeq<'_>, p: &AttentionParams) -> (usize, usize) {
+    let first = s.q_start + task.first_token;
+    let lo = p.sliding_window.map_or(0, |w| (first + 1).saturating_sub(w));
+    (lo, first + task.n_tokens)
 }
 
 /// An element of the host KV cache, read as f32.
 pub(crate) trait KvElem: Copy + Send + Sync + 'static {
+    const IS_F32: bool;
     fn to_f32(self) -> f32;
+    /// Append `src` as f32 to `dst`.
+    fn widen(src: &[Self], dst: &mut Vec<f32>) {
+        dst.extend(src.iter().map(|x| x.to_f32()));
+    }
     /// Eight consecutive elements as f32 lanes.
     #[cfg(target_arch = "x86_64")]
     unsafe fn load8(p: *const Self) -> std::arch::x86_64::__m256;
 }
 
 impl KvElem for f32 {
+    const IS_F32: bool = true;
     #[inline(always)]
     fn to_f32(self) -> f32 {
         self
@@ -116,9 +157,18 @@ impl KvElem for f32 {
 }
 
 impl KvElem for half::f16 {
+    const IS_F32: bool = false;
     #[inline(always)]
     fn to_f32(self) -> f32 {
         half::f16::to_f32(self)
+    }
+    fn widen(src: &[Self], dst: &mut Vec<f32>) {
+        #[cfg(target_arch = "x86_64")]
+        if crate::quant::isa::active() >= crate::quant::isa::Isa::Avx2 {
+            // SAFETY: the CPU has F16C (every AVX2 path does; checked by `active`).
+            return unsafe { x86::widen_f16(src, dst) };
+        }
+        dst.extend(src.iter().map(|x| x.to_f32()));
     }
     #[cfg(target_arch = "x86_64")]
     #[inline(always)]
@@ -136,19 +186,27 @@ struct KvRows<'a, T> {
     len: usize,
 }
 
-fn run_task<T: KvElem>(task: &Task, s: &HostSeq<'_>, q: &[f32], kv: &KvRows<'_, T>, p: &AttentionParams, scores: &mut Vec<f32>, out: &OutPtr) {
+/// `slots`: cache rows of the task's key positions (see [`key_range`]); `koff`: its KV head's offset.
+#[allow(clippy::too_many_arguments)]
+fn run_task<T: KvElem>(
+    task: &Task,
+    s: &HostSeq<'_>,
+    q: &[f32],
+    kv: &KvRows<'_, T>,
+    slots: &[u32],
+    koff: usize,
+    p: &AttentionParams,
+    scores: &mut Vec<f32>,
+    out: &OutPtr,
+) {
     let (hd, group) = (p.head_dim, p.n_heads / p.n_kv_heads);
     let pos = |t: usize| s.q_start + task.first_token + t;
     let first_of = |qp: usize| p.sliding_window.map_or(0, |w| (qp + 1).saturating_sub(w));
-    // Keys any query of the task can see: from the first query's window start to the last query.
-    let key_lo = first_of(pos(0));
-    let key_hi = pos(task.n_tokens - 1) + 1;
-    let n_keys = key_hi - key_lo;
+    let (key_lo, _) = key_range(task, s, p);
+    let n_keys = slots.len();
     let n_q = task.n_tokens * group;
     scores.clear();
     scores.resize(n_q * n_keys, 0.0);
-    let slots = &s.slots[key_lo..key_hi];
-    let koff = task.kv * hd;
     let query = |i: usize| -> &[f32] {
         let (t, g) = (i / group, i % group);
         let head = task.kv * group + g;
@@ -247,6 +305,23 @@ mod x86 {
                 _mm256_storeu_ps(lanes.as_mut_ptr(), sums);
                 scores[i * n_keys + j0..][..n].copy_from_slice(&lanes[..n]);
             }
+        }
+    }
+
+    /// f16 → f32 (exact), eight at a time.
+    #[target_feature(enable = "avx2,f16c")]
+    pub(super) unsafe fn widen_f16(src: &[half::f16], dst: &mut Vec<f32>) {
+        let start = dst.len();
+        dst.resize(start + src.len(), 0.0);
+        let out = &mut dst[start..];
+        let mut i = 0;
+        while i + 8 <= src.len() {
+            let v = _mm256_cvtph_ps(_mm_loadu_si128(src.as_ptr().add(i) as *const __m128i));
+            _mm256_storeu_ps(out.as_mut_ptr().add(i), v);
+            i += 8;
+        }
+        for j in i..src.len() {
+            out[j] = src[j].to_f32();
         }
     }
 
