@@ -301,14 +301,19 @@ pub fn resolve_model_arg(model: &Path) -> Result<PathBuf> {
     if looks_like_path {
         return Ok(model.to_path_buf());
     }
+    resolve_store_name(&text)
+}
+
+/// The entry path of store model `name` (`org/repo`, `name:tag`, an alias), counted as a use by hearth.
+/// With no store yet, the "not found — try `hearth cache add`" error rather than creating one.
+pub fn resolve_store_name(name: &str) -> Result<PathBuf> {
     let config = Config::load(&config_path())?;
     let dir = store_dir(None, &config);
     if !dir.join("registry.db").exists() {
-        // No store yet: say how to make one rather than creating it as a side effect of `run`.
-        return Err(hearth_store::StoreError::NotFound(text.into_owned()).into());
+        return Err(hearth_store::StoreError::NotFound(name.to_owned()).into());
     }
     let store = open_store(None, config)?;
-    let m = store.resolve(&text)?;
+    let m = store.resolve(name)?;
     if !m.entry.exists() {
         bail!("{}: registered as {} but its files are missing; run `hearth cache add {}` again", m.name, m.entry.display(), m.source);
     }

@@ -148,12 +148,16 @@ fn resolve(args: ServeArgs) -> Result<ServerConfig> {
 
 pub fn run(args: ServeArgs) -> Result<()> {
     let config = resolve(args)?;
+    // Names not configured here resolve through the model store (`hearth cache`), counted as uses by
+    // hearth; only store names, never client-supplied paths.
     if config.models.is_empty() && config.models_dir.is_none() {
-        bail!("no models to serve: pass --model NAME=PATH or --models-dir DIR");
+        eprintln!("hearth serve: no --model or --models-dir; model names are looked up in the model store (`hearth cache add …`)");
     }
+    let resolver: hearth_server::registry::Resolver =
+        std::sync::Arc::new(|name: &str| crate::cache::resolve_store_name(name).ok());
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")?;
     runtime.block_on(async {
-        let state = AppState::new(&config, None);
+        let state = AppState::new(&config, Some(resolver));
         let on_listening = |address: &str| {
             // Tests and scripts read this line to find a port picked with --port 0.
             println!("hearth serve listening on {address}");
