@@ -39,7 +39,9 @@ impl Store {
         let mut report = CleanReport { dry_run, ..CleanReport::default() };
         let cutoff = now_secs() - older_than_days as i64 * DAY;
         for m in self.unlinked_store_models()? {
-            if m.last_used.unwrap_or(m.added_at) < cutoff {
+            // `<=`: with `--days 0` a model added or used this very second qualifies too (timestamps are
+            // whole seconds, so `<` made the result depend on how fast the commands ran).
+            if m.last_used.unwrap_or(m.added_at) <= cutoff {
                 self.clean_model(&m, &mut report)?;
             }
         }
