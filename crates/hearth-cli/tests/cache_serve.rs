@@ -4,43 +4,11 @@
 
 mod cache_common;
 mod common;
+#[path = "serve/harness.rs"]
+mod harness;
 
 use cache_common::*;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
-
-struct Serve(Child);
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start(home: &Home) -> (Serve, String) {
-    let mut child = home
-        .command()
-        .args(["serve", "--port", "0", "--threads", "2", "--kv-cache", "48M"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start hearth serve");
-    let stdout = child.stdout.take().expect("stdout");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(addr) = line.strip_prefix("hearth serve listening on ") {
-                let _ = tx.send(addr.to_string());
-            }
-        }
-    });
-    let server = Serve(child);
-    let url = rx.recv_timeout(Duration::from_secs(120)).expect("hearth serve did not report its address");
-    (server, url)
-}
+use std::process::Command;
 
 /// POST `body` to `url`; returns (HTTP status, body).
 fn post(url: &str, body: &str) -> (u16, String) {
@@ -60,7 +28,10 @@ fn serve_answers_store_names_and_404s_unknown_ones() {
     let add = home.hearth(&["cache", "add", &format!("file://{}", model.display()), "--name", "smolstore"]);
     assert!(add.status.success(), "cache add: {}", text(&add));
     assert!(home.status()["models"][0]["last_used"].is_null(), "not used before serving");
-    let (_server, url) = start(&home);
+    let mut serve = home.command();
+    serve.args(["serve", "--port", "0", "--threads", "2", "--kv-cache", "48M"]);
+    let server = harness::start_command(serve);
+    let url = server.url.clone();
     for name in ["smolstore", "SmolLM2-135M-Instruct.Q4_1"] {
         let body = format!(r#"{{"model": "{name}", "prompt": "Say hi.", "stream": false, "options": {{"num_predict": 3, "temperature": 0}}}}"#);
         let (code, answer) = post(&format!("{url}/api/generate"), &body);

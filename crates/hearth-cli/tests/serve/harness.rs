@@ -38,9 +38,15 @@ pub fn start(extra: &[&str]) -> Server {
 }
 
 pub fn start_with(args: &[&str]) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_hearth"))
-        .args(args)
-        .env_remove("HEARTH_API_KEY")
+    let mut command = Command::new(env!("CARGO_BIN_EXE_hearth"));
+    command.args(args).env_remove("HEARTH_API_KEY");
+    start_command(command)
+}
+
+/// Start a prepared `hearth serve` command (its own environment and flags; `--port 0` to print the
+/// address it picks) and wait for the address.
+pub fn start_command(mut command: Command) -> Server {
+    let mut child = command
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
