@@ -1,6 +1,5 @@
 //! Kernels for the CPU path that work on plain f32 slices, without tensor dispatch overhead.
 
 pub mod attention;
-pub mod vec;
 
 pub use attention::{paged_attention_host, HostSeq};

@@ -35,26 +35,9 @@ pub(crate) enum Activations {
 pub(crate) fn quantize(dtype: GgmlDType, xs: &[f32], m: usize, k: usize) -> Activations {
     use GgmlDType as D;
     match dtype {
-        D::Q2K | D::Q3K | D::Q4K | D::Q5K | D::Q6K | D::Q8K => Activations::Q8K(quantize_with(xs, m * k, q8k_rows)),
-        _ => Activations::Q8(quantize_with(xs, m * k, q8_rows_simd)),
+        D::Q2K | D::Q3K | D::Q4K | D::Q5K | D::Q6K | D::Q8K => Activations::Q8K(q8k_rows(&xs[..m * k])),
+        _ => Activations::Q8(q8_rows_simd(&xs[..m * k])),
     }
-}
-
-fn quantize_with<B, F: Fn(&[f32]) -> Vec<B>>(xs: &[f32], n: usize, rows: F) -> Vec<B> {
-    #[cfg(target_arch = "x86_64")]
-    if super::isa::active() >= super::isa::Isa::Avx2 {
-        // SAFETY: the CPU has AVX2 (checked by `active`).
-        return unsafe { with_avx2(&xs[..n], rows) };
-    }
-    rows(&xs[..n])
-}
-
-/// Runs `f` compiled for AVX2 (rounding becomes one instruction instead of a libm call); the
-/// arithmetic is the same IEEE operations, so results are identical to the portable build.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn with_avx2<B, F: Fn(&[f32]) -> Vec<B>>(xs: &[f32], f: F) -> Vec<B> {
-    f(xs)
 }
 
 #[inline(always)]
