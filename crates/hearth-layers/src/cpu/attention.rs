@@ -96,8 +96,8 @@ fn run_tasks<T: KvElem>(tasks: &[Task], seqs: &[HostSeq<'_>], q: &[f32], kv: &Kv
         let koff = task.kv * p.head_dim;
         SCORES.with(|cell| {
             let scores = &mut cell.borrow_mut();
-            if T::IS_F32 {
-                return run_task(task, s, q, kv, &s.slots[lo..hi], koff, p, scores, out);
+            if let Some(kv) = T::as_f32_rows(kv) {
+                return run_task(task, s, q, &kv, &s.slots[lo..hi], koff, p, scores, out);
             }
             // Narrow rows are widened once per task (exactly), not once per query that reads them.
             WIDE.with(|wide| {
@@ -132,36 +132,24 @@ fn key_range(task: &Task, s: &HostSeq<'_>, p: &AttentionParams) -> (usize, usize
 
 /// An element of the host KV cache, read as f32.
 pub(crate) trait KvElem: Copy + Send + Sync + 'static {
-    const IS_F32: bool;
-    fn to_f32(self) -> f32;
-    /// Append `src` as f32 to `dst`.
-    fn widen(src: &[Self], dst: &mut Vec<f32>) {
-        dst.extend(src.iter().map(|x| x.to_f32()));
+    /// The rows themselves when they are already f32 (read in place, nothing widened).
+    fn as_f32_rows<'a>(_kv: &KvRows<'a, Self>) -> Option<KvRows<'a, f32>> {
+        None
     }
-    /// Eight consecutive elements as f32 lanes.
-    #[cfg(target_arch = "x86_64")]
-    unsafe fn load8(p: *const Self) -> std::arch::x86_64::__m256;
+    /// Append `src` as f32 to `dst`.
+    fn widen(src: &[Self], dst: &mut Vec<f32>);
 }
 
 impl KvElem for f32 {
-    const IS_F32: bool = true;
-    #[inline(always)]
-    fn to_f32(self) -> f32 {
-        self
+    fn as_f32_rows<'a>(kv: &KvRows<'a, f32>) -> Option<KvRows<'a, f32>> {
+        Some(KvRows { keys: kv.keys, values: kv.values, width: kv.width, len: kv.len })
     }
-    #[cfg(target_arch = "x86_64")]
-    #[inline(always)]
-    unsafe fn load8(p: *const Self) -> std::arch::x86_64::__m256 {
-        std::arch::x86_64::_mm256_loadu_ps(p)
+    fn widen(src: &[Self], dst: &mut Vec<f32>) {
+        dst.extend_from_slice(src);
     }
 }
 
 impl KvElem for half::f16 {
-    const IS_F32: bool = false;
-    #[inline(always)]
-    fn to_f32(self) -> f32 {
-        half::f16::to_f32(self)
-    }
     fn widen(src: &[Self], dst: &mut Vec<f32>) {
         #[cfg(target_arch = "x86_64")]
         if crate::quant::isa::active() >= crate::quant::isa::Isa::Avx2 {
@@ -170,16 +158,10 @@ impl KvElem for half::f16 {
         }
         dst.extend(src.iter().map(|x| x.to_f32()));
     }
-    #[cfg(target_arch = "x86_64")]
-    #[inline(always)]
-    unsafe fn load8(p: *const Self) -> std::arch::x86_64::__m256 {
-        use std::arch::x86_64::*;
-        _mm256_cvtph_ps(_mm_loadu_si128(p as *const __m128i))
-    }
 }
 
 /// The cache rows of one layer: row `slot` of KV head `h` starts at `slot * width + h * len`.
-struct KvRows<'a, T> {
+pub(crate) struct KvRows<'a, T> {
     keys: &'a [T],
     values: &'a [T],
     width: usize,
@@ -188,11 +170,11 @@ struct KvRows<'a, T> {
 
 /// `slots`: cache rows of the task's key positions (see [`key_range`]); `koff`: its KV head's offset.
 #[allow(clippy::too_many_arguments)]
-fn run_task<T: KvElem>(
+fn run_task(
     task: &Task,
     s: &HostSeq<'_>,
     q: &[f32],
-    kv: &KvRows<'_, T>,
+    kv: &KvRows<'_, f32>,
     slots: &[u32],
     koff: usize,
     p: &AttentionParams,
@@ -246,7 +228,7 @@ fn softmax_in_place(row: &mut [f32], p: &AttentionParams) {
     }
 }
 
-fn score_all<T: KvElem>(queries: &[&[f32]], kv: &KvRows<'_, T>, slots: &[u32], koff: usize, scores: &mut [f32]) {
+fn score_all(queries: &[&[f32]], kv: &KvRows<'_, f32>, slots: &[u32], koff: usize, scores: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     if crate::quant::isa::active() >= crate::quant::isa::Isa::Avx2 && kv.len % 8 == 0 {
         // SAFETY: the CPU has AVX2 and FMA (checked by `active`); rows are `len` long, a multiple of 8.
@@ -256,12 +238,12 @@ fn score_all<T: KvElem>(queries: &[&[f32]], kv: &KvRows<'_, T>, slots: &[u32], k
     for (i, q) in queries.iter().enumerate() {
         for (j, &slot) in slots.iter().enumerate() {
             let k = &kv.keys[slot as usize * kv.width + koff..][..kv.len];
-            scores[i * n_keys + j] = q.iter().zip(k).map(|(a, b)| a * b.to_f32()).sum();
+            scores[i * n_keys + j] = q.iter().zip(k).map(|(a, b)| a * b).sum();
         }
     }
 }
 
-fn weighted_sum<T: KvElem>(probs: &[f32], kv: &KvRows<'_, T>, slots: &[u32], koff: usize, out: &mut [f32]) {
+fn weighted_sum(probs: &[f32], kv: &KvRows<'_, f32>, slots: &[u32], koff: usize, out: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     if crate::quant::isa::active() >= crate::quant::isa::Isa::Avx2 && kv.len % 8 == 0 {
         // SAFETY: as in `score_all`.
@@ -271,33 +253,33 @@ fn weighted_sum<T: KvElem>(probs: &[f32], kv: &KvRows<'_, T>, slots: &[u32], kof
     for (&pj, &slot) in probs.iter().zip(slots) {
         let v = &kv.values[slot as usize * kv.width + koff..][..kv.len];
         for (o, x) in out.iter_mut().zip(v) {
-            *o += pj * x.to_f32();
+            *o += pj * x;
         }
     }
 }
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::{KvElem, KvRows};
+    use super::KvRows;
     use std::arch::x86_64::*;
 
     /// Scores of every query with every key, eight keys at a time: each (query, key) is one 8-lane
     /// FMA chain over the head dimension, and the eight keys' lanes are reduced together by a fixed
     /// `hadd` tree, so a score does not depend on which keys share its group.
     #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn score_all<T: KvElem>(queries: &[&[f32]], kv: &KvRows<'_, T>, slots: &[u32], koff: usize, scores: &mut [f32]) {
+    pub(super) unsafe fn score_all(queries: &[&[f32]], kv: &KvRows<'_, f32>, slots: &[u32], koff: usize, scores: &mut [f32]) {
         let n_keys = slots.len();
         let chunks = kv.len / 8;
         let key_ptr = |j: usize| kv.keys.as_ptr().add(*slots.get_unchecked(j) as usize * kv.width + koff);
         for j0 in (0..n_keys).step_by(8) {
             let n = 8.min(n_keys - j0);
-            let ks: [*const T; 8] = std::array::from_fn(|l| key_ptr(j0 + l.min(n - 1)));
+            let ks: [*const f32; 8] = std::array::from_fn(|l| key_ptr(j0 + l.min(n - 1)));
             for (i, q) in queries.iter().enumerate() {
                 let mut acc = [_mm256_setzero_ps(); 8];
                 for c in 0..chunks {
                     let qv = _mm256_loadu_ps(q.as_ptr().add(8 * c));
                     for l in 0..8 {
-                        acc[l] = _mm256_fmadd_ps(qv, T::load8(ks[l].add(8 * c)), acc[l]);
+                        acc[l] = _mm256_fmadd_ps(qv, _mm256_loadu_ps(ks[l].add(8 * c)), acc[l]);
                     }
                 }
                 let sums = reduce8(&acc);
@@ -341,7 +323,7 @@ mod x86 {
 
     /// `out = Σ_j probs[j] · v_j`, accumulated in registers over the keys in order, 64 dims at a time.
     #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn weighted_sum<T: KvElem>(probs: &[f32], kv: &KvRows<'_, T>, slots: &[u32], koff: usize, out: &mut [f32]) {
+    pub(super) unsafe fn weighted_sum(probs: &[f32], kv: &KvRows<'_, f32>, slots: &[u32], koff: usize, out: &mut [f32]) {
         let dims = kv.len;
         let mut d0 = 0;
         while d0 < dims {
@@ -351,7 +333,7 @@ mod x86 {
                 let v = kv.values.as_ptr().add(slot as usize * kv.width + koff + d0);
                 let pv = _mm256_set1_ps(pj);
                 for (c, a) in acc.iter_mut().enumerate().take(n) {
-                    *a = _mm256_fmadd_ps(pv, T::load8(v.add(8 * c)), *a);
+                    *a = _mm256_fmadd_ps(pv, _mm256_loadu_ps(v.add(8 * c)), *a);
                 }
             }
             for (c, a) in acc.iter().enumerate().take(n) {
