@@ -157,12 +157,16 @@ def main():
     start, end = rss[0][1], rss[-1][1]
     print(f"soak: RSS start {start:.1f} MiB, end {end:.1f} MiB")
     check(not errors, f"{len(errors)} errors, first: {errors[:5]}")
-    # Weights are mmapped and the KV cache is allocated whole at load (the warm-up's 32-wide bursts page in
-    # the blocks they use), so after the warm-up the resident set is at its working size; what may still
-    # move is allocator slack (per-thread arenas, freed but unreturned buffers), a few tens of MiB, hence
-    # 25% + 32 MiB. Growth with the request count does not fit: a leak of ~60 KiB per request (well under
-    # one sequence's KV blocks) over the 1,900 requests after the warm-up would already exceed it.
-    check(end <= start * 1.25 + 32, f"RSS grew from {start:.1f} MiB to {end:.1f} MiB over the soak")
+    # Weights are mmapped and the KV cache is allocated whole at load but paged in lazily: prefix caching
+    # keeps freed blocks around and hands out fresh ones, so the resident set climbs while the pool is
+    # first walked through (CI: +71 MiB over requests 100-600), then flattens. A leak grows with the request
+    # count instead, so the check is on the second half of the run, once every block has been touched:
+    # 5% + 16 MiB over 900 requests. A leak of ~20 KiB per request would already exceed it.
+    mid_n, mid = min(rss, key=lambda point: abs(point[0] - TOTAL // 2 - 100))
+    check(end - mid <= mid * 0.05 + 16,
+          f"RSS grew from {mid:.1f} MiB (after {mid_n} requests) to {end:.1f} MiB at the end of the soak")
+    # Independent of the pool's size, the total stays bounded: the pool and allocator slack fit in 2x + 64.
+    check(end <= start * 2 + 64, f"RSS grew from {start:.1f} MiB to {end:.1f} MiB over the soak")
     m = idle_metrics()
     print(f"soak: prefix cache hits {m['prefix_cache_hits_total']:.0f} of {m['prefix_cache_queries_total']:.0f} "
           f"prompt tokens, {m['num_preemptions_total']:.0f} preemptions")
