@@ -17,6 +17,8 @@ pub enum BenchCommand {
     Batched(crate::bench_batched::BatchedArgs),
     /// Benchmark an OpenAI- or Ollama-API endpoint (TTFT, TPOT, ITL, E2E; saved in the history).
     Run(crate::bench_run::RunArgs),
+    /// The same model greedy on the CPU and on an accelerator: tokens, first divergence, margins.
+    Devices(crate::bench_devices::DevicesArgs),
     /// Saved benchmark runs, newest first.
     List(crate::bench_run::ListArgs),
     /// One saved run in full.
@@ -41,6 +43,9 @@ pub struct EngineBenchArgs {
     /// Path to llama.cpp's llama-bench, to measure it on the same file in the same run.
     #[arg(long)]
     pub llama_bench: Option<PathBuf>,
+    /// Where to run: cpu, cuda[:N] or metal[:N].
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
 }
 
 pub fn run(cmd: BenchCommand) -> Result<()> {
@@ -48,6 +53,7 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
         BenchCommand::Engine(args) => engine(args),
         BenchCommand::Batched(args) => crate::bench_batched::run(args),
         BenchCommand::Run(args) => crate::bench_run::run(args),
+        BenchCommand::Devices(args) => crate::bench_devices::run(args),
         BenchCommand::List(args) => crate::bench_run::list(args),
         BenchCommand::Show(args) => crate::bench_run::show(args),
         BenchCommand::Compare(args) => crate::bench_run::compare(args),
@@ -81,7 +87,8 @@ fn engine(args: EngineBenchArgs) -> Result<()> {
     // llama.cpp runs first: a child forked from a process that already holds the model would report
     // the parent's resident pages as its own peak RSS.
     let reference = args.llama_bench.as_ref().map(|lb| llama_bench(lb, &args, threads)).transpose()?;
-    let loaded = hearth_models::load(&args.model, &candle_core::Device::Cpu).with_context(|| format!("loading {}", args.model.display()))?;
+    let device = crate::run::open_device(&args.device)?;
+    let loaded = hearth_models::load(&args.model, &device).with_context(|| format!("loading {}", args.model.display()))?;
     let model = &loaded.model;
     let vocab = model.config().vocab_size as u32;
     let tokens: Vec<u32> = (0..args.pp.max(args.tg) as u32).map(|i| (i * 7919 + 13) % vocab).collect();
@@ -91,8 +98,8 @@ fn engine(args: EngineBenchArgs) -> Result<()> {
     let tg: Vec<f64> = (0..args.reps).map(|_| run_tg(model, &tokens[..args.tg]).map(|s| args.tg as f64 / s)).collect::<Result<_>>()?;
     let rss = peak_rss_bytes();
     let name = args.model.file_name().and_then(|n| n.to_str()).unwrap_or("model");
-    let isa = hearth_layers::quant::isa::active().name();
-    println!("model: {name} ({} MiB), threads: {threads}, reps: {}, cpu kernels: {isa}", file_size >> 20, args.reps);
+    let kernels = crate::run::kernels_label(&device);
+    println!("model: {name} ({} MiB), threads: {threads}, reps: {}, kernels: {kernels}", file_size >> 20, args.reps);
     println!("| engine    | pp{:<4} tok/s      | tg{:<4} tok/s      | peak RSS MiB |", args.pp, args.tg);
     println!("|-----------|-------------------|-------------------|--------------|");
     let (pp, tg) = (stat(&pp), stat(&tg));

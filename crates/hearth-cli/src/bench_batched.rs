@@ -25,6 +25,9 @@ pub struct BatchedArgs {
     /// Path to llama.cpp's llama-batched-bench, to measure it on the same file in the same run.
     #[arg(long)]
     pub llama_batched_bench: Option<PathBuf>,
+    /// Where to run: cpu, cuda[:N] or metal[:N].
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
 }
 
 pub fn run(args: BatchedArgs) -> Result<()> {
@@ -36,10 +39,11 @@ pub fn run(args: BatchedArgs) -> Result<()> {
     });
     // llama.cpp first, so its peak RSS is not inflated by our mapped model (see `bench engine`).
     let reference = args.llama_batched_bench.as_ref().map(|bin| llama_batched_bench(bin, &args, threads)).transpose()?;
-    let loaded = hearth_models::load(&args.model, &candle_core::Device::Cpu).with_context(|| format!("loading {}", args.model.display()))?;
+    let device = crate::run::open_device(&args.device)?;
+    let loaded = hearth_models::load(&args.model, &device).with_context(|| format!("loading {}", args.model.display()))?;
     let name = args.model.file_name().and_then(|n| n.to_str()).unwrap_or("model");
-    let isa = hearth_layers::quant::isa::active().name();
-    println!("model: {name}, threads: {threads}, cpu kernels: {isa}, prompt {} + decode {} tokens per sequence", args.pp, args.tg);
+    let kernels = crate::run::kernels_label(&device);
+    println!("model: {name}, threads: {threads}, kernels: {kernels}, prompt {} + decode {} tokens per sequence", args.pp, args.tg);
     println!("| sequences | hearth decode tok/s | llama.cpp decode tok/s | ratio |");
     println!("|-----------|---------------------|------------------------|-------|");
     for &n in &args.seqs {

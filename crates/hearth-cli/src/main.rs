@@ -3,6 +3,7 @@
 
 mod bench;
 mod bench_batched;
+mod bench_devices;
 mod bench_run;
 mod cache;
 mod cache_output;

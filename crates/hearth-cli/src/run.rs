@@ -80,11 +80,25 @@ impl SamplingArgs {
     }
 }
 
+/// Parse and open a `--device` value.
+pub fn open_device(spec: &str) -> Result<candle_core::Device> {
+    let spec: DeviceSpec = spec.parse()?;
+    Ok(hearth_layers::select_device(spec)?)
+}
+
+/// Which kernels run on `device`, for benchmark headers.
+pub fn kernels_label(device: &candle_core::Device) -> String {
+    match device {
+        candle_core::Device::Cpu => format!("cpu {}", hearth_layers::quant::isa::active().name()),
+        candle_core::Device::Cuda(_) => "cuda".into(),
+        candle_core::Device::Metal(_) => "metal".into(),
+    }
+}
+
 /// Load a model onto a device and start its engine, timing the load.
 pub fn start_engine(model: &std::path::Path, device: &str) -> Result<(EngineHandle, Duration)> {
     let started = Instant::now();
-    let spec: DeviceSpec = device.parse()?;
-    let device = hearth_layers::select_device(spec)?;
+    let device = open_device(device)?;
     // Model errors already name the file and field.
     let loaded = hearth_models::load(model, &device)?;
     let engine = EngineHandle::start(loaded, EngineConfig::default())?;

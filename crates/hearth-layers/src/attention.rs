@@ -55,8 +55,14 @@ pub fn paged_attention(
     if let Some(cap) = p.softcap {
         scores = ((scores / cap as f64)?.tanh()? * cap as f64)?;
     }
-    let mask = causal_mask(n, m, seq.q_start, seq.kv_start, p.sliding_window, q.device())?;
-    let scores = scores.reshape((p.n_kv_heads, group, n, m))?.broadcast_add(&mask)?;
+    let scores = scores.reshape((p.n_kv_heads, group, n, m))?;
+    // One query sees every gathered key (the caller gathers from its first visible position), so a
+    // decode step needs no mask: no host-built tensor to copy to the device per layer.
+    let scores = if n == 1 && seq.kv_start + m == seq.q_start + 1 {
+        scores
+    } else {
+        scores.broadcast_add(&causal_mask(n, m, seq.q_start, seq.kv_start, p.sliding_window, q.device())?)?
+    };
     let probs = candle_nn::ops::softmax_last_dim(&scores)?.reshape((p.n_kv_heads, group * n, m))?;
     let out = probs.matmul(&v)?; // [kv, group*n, hd]
     Ok(out.reshape((p.n_heads, n, p.head_dim))?.transpose(0, 1)?.reshape((n, p.n_heads * p.head_dim))?)

@@ -1,7 +1,12 @@
 //! Device selection: the only place in hearth that mentions the `cuda` and `metal` features.
 
+use crate::attention::AttentionParams;
 use crate::{LayerError, Result};
-use candle_core::Device;
+use candle_core::{Device, Tensor};
+
+#[cfg(feature = "cuda")]
+#[path = "cuda/mod.rs"]
+mod cuda_kernels;
 
 /// A parsed `--device` value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,4 +63,26 @@ pub fn compiled_backends() -> &'static [&'static str] {
         (false, true) => &["cpu", "metal"],
         (false, false) => &["cpu"],
     }
+}
+
+/// Decode attention (one query token per sequence, all sequences in one launch) by an accelerator
+/// kernel over the paged cache rows `k_cache`/`v_cache`, when the device has one; `None` means the
+/// caller takes the portable path. `slots` are every sequence's visible cache slots concatenated,
+/// sequence `i` owning `slots[offsets[i]..offsets[i + 1]]`.
+pub fn decode_attention(
+    q: &Tensor,
+    k_cache: &Tensor,
+    v_cache: &Tensor,
+    slots: &[u32],
+    offsets: &[u32],
+    params: &AttentionParams,
+) -> Result<Option<Tensor>> {
+    #[cfg(feature = "cuda")]
+    if q.device().is_cuda() {
+        let device = q.device();
+        let (slots, offsets) = (Tensor::new(slots, device)?, Tensor::new(offsets, device)?);
+        return Ok(Some(cuda_kernels::decode_attention(q, k_cache, v_cache, slots, offsets, params)?));
+    }
+    let _ = (q, k_cache, v_cache, slots, offsets, params);
+    Ok(None)
 }

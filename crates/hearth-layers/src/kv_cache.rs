@@ -189,6 +189,15 @@ impl PagedKvCache {
         Ok((keys.index_select(slots, 0)?, values.index_select(slots, 0)?))
     }
 
+    /// The device tensors `[slots, kv_heads * head_dim]` of `layer`'s K and V, when the cache keeps
+    /// its rows on a device (for kernels that read the pages in place).
+    pub fn device_layer(&self, layer: usize) -> Result<Option<(&Tensor, &Tensor)>> {
+        match self.storage {
+            Storage::Device { .. } => self.layer(layer).map(Some),
+            Storage::Host { .. } => Ok(None),
+        }
+    }
+
     fn layer(&self, layer: usize) -> Result<(&Tensor, &Tensor)> {
         match &self.storage {
             Storage::Device { keys, values } => match (keys.get(layer), values.get(layer)) {

@@ -4,8 +4,8 @@
 
 use crate::Result;
 use crate::quant::QuantMatrix;
-use candle_core::quantized::{QMatMul, QTensor};
-use candle_core::{Module, Tensor};
+use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
+use candle_core::{DType, Module, Tensor};
 use std::sync::Arc;
 
 #[derive(Debug, Clone)]
@@ -32,9 +32,19 @@ impl Linear {
         Ok(Self { weight: Weight::Dense(weight), bias, out_features })
     }
 
-    /// A quantized weight; float GGUF tensors (F32/F16/BF16) are dequantized once here.
+    /// A quantized weight; float GGUF tensors (F32/F16/BF16) are dequantized once here (to f32 on the
+    /// CPU; an accelerator keeps F16/BF16 as they are, half the bytes to read per token).
     pub fn quantized(weight: Arc<QTensor>, bias: Option<Tensor>) -> Result<Self> {
         let (out_features, _) = weight.shape().dims2()?;
+        let device = weight.device();
+        let half = match weight.dtype() {
+            GgmlDType::F16 if !device.is_cpu() => Some(weight.dequantize_f16(&device)?),
+            GgmlDType::BF16 if !device.is_cpu() => Some(weight.dequantize(&device)?.to_dtype(DType::BF16)?),
+            _ => None,
+        };
+        if let Some(w) = half {
+            return Ok(Self { weight: Weight::Dense(w), bias, out_features });
+        }
         let weight = match QMatMul::from_arc(weight)? {
             QMatMul::Tensor(t) | QMatMul::TensorF16(t) => Weight::Dense(t),
             q => Weight::Quantized(q),
@@ -91,10 +101,12 @@ impl Linear {
         let y = match &self.weight {
             Weight::Quantized(q) => q.forward(x)?,
             Weight::Blocks(m) => m.forward(x)?,
-            Weight::Dense(w) => {
-                let w = if w.dtype() == x.dtype() { w.clone() } else { w.to_dtype(x.dtype())? };
-                x.broadcast_matmul(&w.t()?)?
-            }
+            Weight::Dense(w) if w.dtype() == x.dtype() => x.broadcast_matmul(&w.t()?)?,
+            // On an accelerator the (bf16/f16) weight stays as loaded: the activation is cast to it,
+            // the library matmul accumulates in f32, and the result comes back in the caller's dtype.
+            // Casting the weight instead would copy every weight on every call.
+            Weight::Dense(w) if !w.device().is_cpu() => x.to_dtype(w.dtype())?.broadcast_matmul(&w.t()?)?.to_dtype(x.dtype())?,
+            Weight::Dense(w) => x.broadcast_matmul(&w.to_dtype(x.dtype())?.t()?)?,
         };
         match &self.bias {
             Some(b) => Ok(y.broadcast_add(b)?),

@@ -12,7 +12,7 @@ pub mod transformer;
 pub mod weights;
 
 pub use config::{Family, ModelConfig};
-pub use loader::{load, open, LoadedModel, ModelFiles, ModelInfo};
+pub use loader::{load, load_dense, open, LoadedModel, ModelFiles, ModelInfo};
 pub use transformer::{SeqBatch, Transformer};
 
 #[derive(Debug, thiserror::Error)]

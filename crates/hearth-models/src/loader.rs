@@ -59,19 +59,24 @@ pub fn open(path: &Path) -> Result<ModelFiles> {
 
 /// Open and load onto `device`.
 pub fn load(path: &Path, device: &Device) -> Result<LoadedModel> {
-    let m = open(path)?;
+    load_files(path, open(path)?, device)
+}
+
+/// Open and load onto `device` with every quantized weight dequantized to dense f32 (a reference
+/// for checking quantized and accelerator paths; safetensors models are dense already).
+pub fn load_dense(path: &Path, device: &Device) -> Result<LoadedModel> {
+    let mut m = open(path)?;
+    if let WeightFiles::Gguf(file) = m.files {
+        m.files = WeightFiles::GgufDense(file);
+    }
+    load_files(path, m, device)
+}
+
+fn load_files(path: &Path, m: ModelFiles, device: &Device) -> Result<LoadedModel> {
     let model = Transformer::load(m.config, &m.files, device).map_err(|e| name_file(path, e))?;
     let bos_token = m.tokenizer.bos_id().and_then(|id| m.tokenizer.id_to_token(id)).map(str::to_string);
     let eos_token = m.eos_ids.first().and_then(|&id| m.tokenizer.id_to_token(id)).map(str::to_string);
-    Ok(LoadedModel {
-        model,
-        tokenizer: m.tokenizer,
-        chat_template: m.chat_template,
-        eos_ids: m.eos_ids,
-        bos_token,
-        eos_token,
-        info: m.info,
-    })
+    Ok(LoadedModel { model, tokenizer: m.tokenizer, chat_template: m.chat_template, eos_ids: m.eos_ids, bos_token, eos_token, info: m.info })
 }
 
 /// Format errors already name their file; they are kept as they are.

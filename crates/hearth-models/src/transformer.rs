@@ -12,6 +12,7 @@ use hearth_layers::attention::{first_visible_position, paged_attention, Attentio
 use hearth_layers::cpu::{paged_attention_host, HostSeq};
 use hearth_layers::rope::RopeRows;
 use hearth_layers::{KvCacheConfig, Linear, PagedKvCache, RmsNorm, RopeConfig, RotaryEmbedding};
+use std::cell::OnceCell;
 use std::sync::Arc;
 
 /// One sequence's slice of a batch.
@@ -220,6 +221,7 @@ impl Transformer {
     /// Attention of every sequence's new tokens: `[t, n_heads * head_dim]`. On a host cache every
     /// sequence goes through the host kernel in one parallel pass (whose rows do not depend on the
     /// batch, so prefix-cache hits and batching never change a sampled token); on a device cache,
+    /// decode tokens go through the device's kernel in one launch where it has one, and the rest
     /// through tensor matmuls one sequence at a time.
     fn attention(
         &self,
@@ -230,35 +232,70 @@ impl Transformer {
         cache: &PagedKvCache,
         params: &AttentionParams,
     ) -> Result<Tensor> {
-        let host = cache.host_layer(layer)?.is_some();
+        if cache.host_layer(layer)?.is_some() {
+            return self.host_attention(q, layer, plan, cache, params);
+        }
         let width = self.config.n_heads * self.config.head_dim;
         let mut rows: Vec<Option<Tensor>> = vec![None; plan.seqs.len()];
-        let (mut short, mut short_idx, mut q_short) = (Vec::new(), Vec::new(), Vec::new());
-        let mut offset = 0;
-        for (i, s) in plan.seqs.iter().enumerate() {
-            let qs = q.narrow(0, s.offset, s.n_new)?;
-            if host {
-                q_short.extend(qs.flatten_all()?.to_vec1::<f32>()?);
-                short.push(HostSeq { offset, n_new: s.n_new, q_start: s.q_start, slots: &s.host_slots });
-                short_idx.push(i);
-                offset += s.n_new;
-                continue;
+        if let Some((decoded, out)) = self.device_decode(q, layer, sliding, plan, cache, params)? {
+            if decoded.len() == plan.seqs.len() {
+                return Ok(out.reshape((decoded.len(), width))?);
             }
-            let (kv_start, slots) = match (&s.local, sliding) {
-                (Some((start, slots)), true) => (*start, slots),
-                _ => (0, &s.global_slots),
-            };
-            rows[i] = Some(chunked_attention(&qs, s.q_start, kv_start, slots, cache, layer, params)?);
+            for (j, &i) in decoded.iter().enumerate() {
+                rows[i] = Some(out.narrow(0, j, 1)?.reshape((1, width))?);
+            }
         }
-        if !short.is_empty() {
-            let out = paged_attention_host(&q_short, cache, layer, &short, params)?;
-            for (hs, &i) in short.iter().zip(&short_idx) {
-                let seq_rows = out[hs.offset * width..(hs.offset + hs.n_new) * width].to_vec();
-                rows[i] = Some(Tensor::from_vec(seq_rows, (hs.n_new, width), &self.device)?);
+        for (i, s) in plan.seqs.iter().enumerate() {
+            if rows[i].is_none() {
+                let (kv_start, slots) = s.slots_tensor(sliding, &self.device)?;
+                rows[i] = Some(chunked_attention(&q.narrow(0, s.offset, s.n_new)?, s.q_start, kv_start, slots, cache, layer, params)?);
             }
         }
         let rows: Vec<Tensor> = rows.into_iter().flatten().collect();
         Ok(Tensor::cat(&rows, 0)?)
+    }
+
+    /// The one-token sequences of the batch through the device's decode-attention kernel: their
+    /// indices in the batch and `[their count, n_heads, head_dim]`, or `None` without such a kernel.
+    fn device_decode(
+        &self,
+        q: &Tensor,
+        layer: usize,
+        sliding: bool,
+        plan: &BatchPlan,
+        cache: &PagedKvCache,
+        params: &AttentionParams,
+    ) -> Result<Option<(Vec<usize>, Tensor)>> {
+        let Some((k, v)) = cache.device_layer(layer)? else { return Ok(None) };
+        let decoded: Vec<usize> = (0..plan.seqs.len()).filter(|&i| plan.seqs[i].n_new == 1).collect();
+        if decoded.is_empty() {
+            return Ok(None);
+        }
+        let (mut slots, mut offsets) = (Vec::new(), vec![0u32]);
+        for &i in &decoded {
+            slots.extend_from_slice(plan.seqs[i].visible_slots(sliding));
+            offsets.push(slots.len() as u32);
+        }
+        let q = if decoded.len() == plan.seqs.len() {
+            q.clone()
+        } else {
+            let at: Vec<u32> = decoded.iter().map(|&i| plan.seqs[i].offset as u32).collect();
+            q.index_select(&Tensor::new(at.as_slice(), &self.device)?, 0)?
+        };
+        let out = hearth_layers::device::decode_attention(&q, k, v, &slots, &offsets, params)?;
+        Ok(out.map(|o| (decoded, o)))
+    }
+
+    fn host_attention(&self, q: &Tensor, layer: usize, plan: &BatchPlan, cache: &PagedKvCache, params: &AttentionParams) -> Result<Tensor> {
+        let width = self.config.n_heads * self.config.head_dim;
+        let q_rows = q.flatten_all()?.to_vec1::<f32>()?;
+        let seqs: Vec<HostSeq> = plan
+            .seqs
+            .iter()
+            .map(|s| HostSeq { offset: s.offset, n_new: s.n_new, q_start: s.q_start, slots: &s.host_slots })
+            .collect();
+        let out = paged_attention_host(&q_rows, cache, layer, &seqs, params)?;
+        Ok(Tensor::from_vec(out, (q_rows.len() / width.max(1), width), &self.device)?)
     }
 }
 
@@ -301,11 +338,36 @@ struct SeqPlan {
     offset: usize,
     n_new: usize,
     q_start: usize,
-    /// Slots of positions `0..q_start + n_new`, for the host attention kernel.
+    /// Slots of positions `0..q_start + n_new`.
     host_slots: Vec<u32>,
-    global_slots: Tensor,
-    /// First visible position and its slots for sliding-window layers (models that have them).
-    local: Option<(usize, Tensor)>,
+    /// First position a sliding-window layer sees (models that have such layers).
+    local_start: Option<usize>,
+    /// Device copies of the visible slots (global, local), made on first use only.
+    global_tensor: OnceCell<Tensor>,
+    local_tensor: OnceCell<Tensor>,
+}
+
+impl SeqPlan {
+    /// The cache slots a layer of this kind sees, starting at its first visible position.
+    fn visible_slots(&self, sliding: bool) -> &[u32] {
+        match (self.local_start, sliding) {
+            (Some(start), true) => &self.host_slots[start..],
+            _ => &self.host_slots,
+        }
+    }
+
+    /// First visible position and the visible slots as a u32 tensor on `device`.
+    fn slots_tensor(&self, sliding: bool, device: &Device) -> Result<(usize, &Tensor)> {
+        let (start, cell) = match (self.local_start, sliding) {
+            (Some(start), true) => (start, &self.local_tensor),
+            _ => (0, &self.global_tensor),
+        };
+        if cell.get().is_none() {
+            let _ = cell.set(Tensor::new(self.visible_slots(sliding), device)?);
+        }
+        let t = cell.get().ok_or_else(|| ModelError::BadBatch("slot tensor missing".into()))?;
+        Ok((start, t))
+    }
 }
 
 impl BatchPlan {
@@ -332,20 +394,14 @@ impl BatchPlan {
             slots.extend(all[s.cached..].iter().map(|&x| x as usize));
             let first_row = if s.all_logits { offset } else { offset + s.n_new - 1 };
             rows.extend((first_row..offset + s.n_new).map(|r| r as u32));
-            let local = match cfg.sliding_window {
-                Some(window) => {
-                    let start = first_visible_position(s.cached, Some(window));
-                    Some((start, Tensor::new(&all[start..], device)?))
-                }
-                None => None,
-            };
             plans.push(SeqPlan {
                 offset,
                 n_new: s.n_new,
                 q_start: s.cached,
-                global_slots: Tensor::new(all.as_slice(), device)?,
                 host_slots: all,
-                local,
+                local_start: cfg.sliding_window.map(|w| first_visible_position(s.cached, Some(w))),
+                global_tensor: OnceCell::new(),
+                local_tensor: OnceCell::new(),
             });
             offset += s.n_new;
         }

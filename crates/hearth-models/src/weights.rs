@@ -35,6 +35,9 @@ impl Weight {
 /// The files a model's tensors are read from.
 pub enum WeightFiles {
     Gguf(Arc<GgufFile>),
+    /// A GGUF file whose quantized tensors are dequantized to dense f32 at load: the exact reference
+    /// path (`hearth bench devices --dense`), at 4-8x the memory.
+    GgufDense(Arc<GgufFile>),
     Safetensors(SafetensorsModel),
 }
 
@@ -43,6 +46,7 @@ impl WeightFiles {
     pub fn get(&self, name: &str, family: Family, device: &Device) -> Result<Option<Weight>> {
         match self {
             WeightFiles::Gguf(file) => gguf_tensor(file, name, device),
+            WeightFiles::GgufDense(file) => gguf_tensor(file, name, device)?.map(|w| w.to_f32(device).map(Weight::Dense)).transpose(),
             WeightFiles::Safetensors(model) => {
                 let Some(hf) = hf_name(name, family) else { return Ok(None) };
                 if !model.contains(&hf) {
