@@ -2,6 +2,7 @@
 # Build `hearth` with the CUDA backend on a machine without a GPU (CUDA 13.0 toolchain from PyPI wheels,
 # cached), for the lent H100 (sm_90, driver >= 580). CPU-only builds and CI do not use this.
 # usage: scripts/build-cuda.sh           -> prints the path of the stripped binary
+#        scripts/build-cuda.sh --tests   -> builds the CUDA kernel tests instead, prints the test binary
 # On the GPU machine: LD_LIBRARY_PATH=/usr/local/cuda-13.0/targets/x86_64-linux/lib ./hearth ...
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -22,6 +23,11 @@ grep -oP '^pub unsafe fn \Kcu\w+(?=\()' "$CUDARC/src/driver/sys/mod.rs" | sort -
 gcc -shared -fPIC -Wl,-soname,libcuda.so.1 -o "$CH/lib/stubs/libcuda.so" "$CH/lib/stubs/libcuda_stub.c"
 export CUDA_HOME="$CH" PATH="$CH/bin:$PATH" CUDA_COMPUTE_CAP=${CUDA_COMPUTE_CAP:-90}
 export CARGO_TARGET_DIR="$CACHE/cuda-target" LIBRARY_PATH="$CH/lib/stubs:$CH/lib:${LIBRARY_PATH:-}"
+if [ "${1:-}" = "--tests" ]; then
+  ( cd "$ROOT" && cargo test --release --locked -p hearth-layers --features cuda --test cuda_kernels --no-run --message-format=json ) \
+    | python3 -c 'import json,sys;print([m["executable"] for m in map(json.loads,sys.stdin) if m.get("executable")][-1])'
+  exit 0
+fi
 ( cd "$ROOT" && cargo build --release --locked -p hearth-cli --features cuda >&2 )
 BIN="$CARGO_TARGET_DIR/release/hearth"
 strip "$BIN"

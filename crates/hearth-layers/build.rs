@@ -4,6 +4,9 @@
 use std::path::PathBuf;
 use std::process::Command;
 
+/// Kernel sources under src/cuda/, one PTX module each.
+const KERNELS: &[&str] = &["decode_attention"];
+
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-changed=src/cuda");
@@ -14,7 +17,7 @@ fn main() {
     let out = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
     let nvcc = std::env::var("CUDA_HOME").map(|h| PathBuf::from(h).join("bin/nvcc")).unwrap_or_else(|_| "nvcc".into());
     let cap = std::env::var("CUDA_COMPUTE_CAP").unwrap_or_else(|_| "80".into());
-    for kernel in ["decode_attention"] {
+    for kernel in KERNELS {
         let src = format!("src/cuda/{kernel}.cu");
         let ptx = out.join(format!("{kernel}.ptx"));
         let status = Command::new(&nvcc)

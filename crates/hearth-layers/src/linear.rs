@@ -4,8 +4,8 @@
 
 use crate::Result;
 use crate::quant::QuantMatrix;
-use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
-use candle_core::{DType, Module, Tensor};
+use candle_core::quantized::{QMatMul, QTensor};
+use candle_core::{Module, Tensor};
 use std::sync::Arc;
 
 #[derive(Debug, Clone)]
@@ -32,19 +32,9 @@ impl Linear {
         Ok(Self { weight: Weight::Dense(weight), bias, out_features })
     }
 
-    /// A quantized weight; float GGUF tensors (F32/F16/BF16) are dequantized once here (to f32 on the
-    /// CPU; an accelerator keeps F16/BF16 as they are, half the bytes to read per token).
+    /// A block-quantized weight for candle's kernels (float tensors come as [`Linear::dense`]).
     pub fn quantized(weight: Arc<QTensor>, bias: Option<Tensor>) -> Result<Self> {
         let (out_features, _) = weight.shape().dims2()?;
-        let device = weight.device();
-        let half = match weight.dtype() {
-            GgmlDType::F16 if !device.is_cpu() => Some(weight.dequantize_f16(&device)?),
-            GgmlDType::BF16 if !device.is_cpu() => Some(weight.dequantize(&device)?.to_dtype(DType::BF16)?),
-            _ => None,
-        };
-        if let Some(w) = half {
-            return Ok(Self { weight: Weight::Dense(w), bias, out_features });
-        }
         let weight = match QMatMul::from_arc(weight)? {
             QMatMul::Tensor(t) | QMatMul::TensorF16(t) => Weight::Dense(t),
             q => Weight::Quantized(q),

@@ -91,8 +91,20 @@ fn gguf_tensor(file: &Arc<GgufFile>, name: &str, device: &Device) -> Result<Opti
     })?;
     // GGUF lists the fastest-varying dimension first; candle shapes are row-major.
     let dims: Vec<usize> = info.dims.iter().rev().map(|&d| d as usize).collect();
-    let is_float = matches!(dtype, GgmlDType::F32 | GgmlDType::F16 | GgmlDType::BF16);
-    if device.is_cpu() && !is_float && dims.len() == 2 {
+    let float = match dtype {
+        GgmlDType::F32 => Some(DType::F32),
+        GgmlDType::F16 => Some(DType::F16),
+        GgmlDType::BF16 => Some(DType::BF16),
+        _ => None,
+    };
+    if let Some(float) = float {
+        // Float tensors are plain dense tensors: f32 on the CPU (its fastest, most exact matmul), the
+        // file's own f16/bf16 on an accelerator (half the bytes per token).
+        let t = Tensor::from_raw_buffer(file.tensor_bytes(info), float, &dims, device)?;
+        let t = if device.is_cpu() { t.to_dtype(DType::F32)? } else { t };
+        return Ok(Some(Weight::Dense(t)));
+    }
+    if device.is_cpu() && dims.len() == 2 {
         let source = Arc::new(MappedTensor { file: file.clone(), info: info.clone() });
         let m = QuantMatrix::new(dtype, dims[0], dims[1], source)?;
         return Ok(Some(Weight::Blocks(m)));

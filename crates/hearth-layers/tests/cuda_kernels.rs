@@ -1,0 +1,90 @@
+//! hearth's CUDA kernels against their CPU references, on random inputs of ragged shapes. Built only
+//! with `--features cuda` (see Cargo.toml) and run on a machine with an NVIDIA GPU:
+//! `scripts/device/check-cuda.sh` runs the binary there.
+
+use candle_core::{DType, Device, Tensor};
+use hearth_layers::cpu::{paged_attention_host, HostSeq};
+use hearth_layers::{first_visible_position, AttentionParams, DeviceSpec, KvCacheConfig, PagedKvCache};
+
+/// Deterministic values in [-1, 1) that differ per seed.
+fn noise(n: usize, seed: u64) -> Vec<f32> {
+    let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    (0..n)
+        .map(|_| {
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((x >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        })
+        .collect()
+}
+
+/// Values as the cache will hold them, so the f32 reference sees the same K and V.
+fn round_to(v: Vec<f32>, dtype: DType) -> Vec<f32> {
+    match dtype {
+        DType::F16 => v.into_iter().map(|x| half::f16::from_f32(x).to_f32()).collect(),
+        DType::BF16 => v.into_iter().map(|x| half::bf16::from_f32(x).to_f32()).collect(),
+        _ => v,
+    }
+}
+
+fn check(heads: usize, kv_heads: usize, head_dim: usize, window: Option<usize>, softcap: Option<f32>, dtype: DType, seed: u64) {
+    let gpu = hearth_layers::select_device(DeviceSpec::Cuda(0)).expect("a CUDA device");
+    let lens = [1usize, 7, 33, 130];
+    let block = 16;
+    let per_seq = 130usize.div_ceil(block);
+    let blocks = per_seq * lens.len();
+    let cfg = |dtype| KvCacheConfig { num_blocks: blocks, block_size: block, n_layers: 1, n_kv_heads: kv_heads, head_dim, dtype };
+    let host = PagedKvCache::new(cfg(DType::F32), &Device::Cpu).expect("host cache");
+    let dev = PagedKvCache::new(cfg(dtype), &gpu).expect("device cache");
+    let width = kv_heads * head_dim;
+    let p = AttentionParams { n_heads: heads, n_kv_heads: kv_heads, head_dim, scale: 1.0 / (head_dim as f32).sqrt(), sliding_window: window, softcap };
+    // Sequence s owns blocks s, s + 4, s + 8, ... (interleaved, so slots are scattered).
+    let slots: Vec<Vec<u32>> = lens
+        .iter()
+        .enumerate()
+        .map(|(s, &len)| (0..len).map(|pos| (((pos / block) * lens.len() + s) * block + pos % block) as u32).collect())
+        .collect();
+    let q = noise(lens.len() * heads * head_dim, seed);
+    let (mut visible, mut offsets) = (Vec::new(), vec![0u32]);
+    for (s, &len) in lens.iter().enumerate() {
+        let k = round_to(noise(len * width, seed + 10 + s as u64), dtype);
+        let v = round_to(noise(len * width, seed + 20 + s as u64), dtype);
+        let ids: Vec<usize> = slots[s].iter().map(|&x| x as usize).collect();
+        host.write_host(0, &ids, &k, &v).expect("host write");
+        let kt = Tensor::from_vec(k, (len, width), &gpu).expect("k");
+        let vt = Tensor::from_vec(v, (len, width), &gpu).expect("v");
+        dev.write(0, &ids, &kt, &vt).expect("device write");
+        visible.extend_from_slice(&slots[s][first_visible_position(len - 1, window)..]);
+        offsets.push(visible.len() as u32);
+    }
+    let seqs: Vec<HostSeq> = lens
+        .iter()
+        .enumerate()
+        .map(|(s, &len)| HostSeq { offset: s, n_new: 1, q_start: len - 1, slots: &slots[s] })
+        .collect();
+    let want = paged_attention_host(&q, &host, 0, &seqs, &p).expect("host attention");
+    let (k, v) = dev.device_layer(0).expect("layer").expect("device rows");
+    let qt = Tensor::from_vec(q, (lens.len(), heads, head_dim), &gpu).expect("q");
+    let got = hearth_layers::device::decode_attention(&qt, k, v, &visible, &offsets, &p)
+        .expect("kernel")
+        .expect("a CUDA kernel");
+    let got = got.flatten_all().and_then(|t| t.to_vec1::<f32>()).expect("copy back");
+    assert_eq!(got.len(), want.len());
+    let norm = want.iter().map(|x| x * x).sum::<f32>().sqrt();
+    let err = got.iter().zip(&want).map(|(a, b)| (a - b) * (a - b)).sum::<f32>().sqrt() / norm;
+    assert!(got.iter().all(|x| x.is_finite()), "non-finite output");
+    assert!(err < 1e-5, "heads {heads}/{kv_heads}, head_dim {head_dim}, window {window:?}, softcap {softcap:?}, {dtype:?}: relative error {err}");
+}
+
+#[test]
+fn decode_attention_matches_the_cpu_kernel() {
+    let mut seed = 1;
+    for (heads, kv_heads, head_dim) in [(32, 8, 64), (8, 8, 128), (4, 1, 256), (6, 2, 40)] {
+        for window in [None, Some(5)] {
+            for dtype in [DType::F32, DType::F16, DType::BF16] {
+                check(heads, kv_heads, head_dim, window, None, dtype, seed);
+                seed += 100;
+            }
+        }
+    }
+    check(8, 2, 64, None, Some(20.0), DType::F32, 7);
+}
