@@ -25,7 +25,16 @@ export CUDA_HOME="$CH" PATH="$CH/bin:$PATH" CUDA_COMPUTE_CAP=${CUDA_COMPUTE_CAP:
 export CARGO_TARGET_DIR="$CACHE/cuda-target" LIBRARY_PATH="$CH/lib/stubs:$CH/lib:${LIBRARY_PATH:-}"
 if [ "${1:-}" = "--tests" ]; then
   ( cd "$ROOT" && cargo test --release --locked -p hearth-layers --features cuda --test cuda_kernels --no-run --message-format=json ) \
-    | python3 -c 'import json,sys;print([m["executable"] for m in map(json.loads,sys.stdin) if m.get("executable")][-1])'
+    | python3 -c '
+import json, sys
+exe = None
+for m in map(json.loads, sys.stdin):
+    if m.get("reason") == "compiler-message":
+        print(m["message"]["rendered"], file=sys.stderr)
+    exe = m.get("executable") or exe
+if not exe:
+    sys.exit("no test binary was built")
+print(exe)'
   exit 0
 fi
 ( cd "$ROOT" && cargo build --release --locked -p hearth-cli --features cuda >&2 )

@@ -40,7 +40,14 @@ pub fn select_device(spec: DeviceSpec) -> Result<Device> {
         DeviceSpec::Cpu => Ok(Device::Cpu),
         DeviceSpec::Cuda(i) => {
             if cfg!(feature = "cuda") {
-                Device::new_cuda(i).map_err(|e| unavailable(&format!("cuda:{i}"), e.to_string()))
+                let device = Device::new_cuda(i).map_err(|e| unavailable(&format!("cuda:{i}"), e.to_string()))?;
+                #[cfg(feature = "cuda")]
+                if let Device::Cuda(cuda) = &device {
+                    // SAFETY: hearth uses the device's one stream only, so the per-tensor events candle
+                    // records for cross-stream safety (an event per op) are pure overhead.
+                    unsafe { cuda.disable_event_tracking() };
+                }
+                Ok(device)
             } else {
                 Err(unavailable(&format!("cuda:{i}"), "this hearth was built without the `cuda` feature".into()))
             }
@@ -67,22 +74,45 @@ pub fn compiled_backends() -> &'static [&'static str] {
 
 /// Decode attention (one query token per sequence, all sequences in one launch) by an accelerator
 /// kernel over the paged cache rows `k_cache`/`v_cache`, when the device has one; `None` means the
-/// caller takes the portable path. `slots` are every sequence's visible cache slots concatenated,
-/// sequence `i` owning `slots[offsets[i]..offsets[i + 1]]`.
+/// caller takes the portable path. `slots` (u32, on the device) are every sequence's visible cache
+/// slots concatenated, sequence `i` owning `slots[offsets[i]..offsets[i + 1]]`.
 pub fn decode_attention(
     q: &Tensor,
     k_cache: &Tensor,
     v_cache: &Tensor,
-    slots: &[u32],
-    offsets: &[u32],
+    slots: &Tensor,
+    offsets: &Tensor,
     params: &AttentionParams,
 ) -> Result<Option<Tensor>> {
     #[cfg(feature = "cuda")]
     if q.device().is_cuda() {
-        let device = q.device();
-        let (slots, offsets) = (Tensor::new(slots, device)?, Tensor::new(offsets, device)?);
-        return Ok(Some(cuda_kernels::decode_attention(q, k_cache, v_cache, slots, offsets, params)?));
+        return Ok(Some(cuda_kernels::decode_attention(q, k_cache, v_cache, slots.clone(), offsets.clone(), params)?));
     }
     let _ = (q, k_cache, v_cache, slots, offsets, params);
+    Ok(None)
+}
+
+/// Writes new K and V rows (`[tokens, width]`, any float dtype) into the device cache tensors at
+/// `slots` (u32, on the device), one kernel each for the whole batch, when the device has such
+/// kernels; `false` means the caller copies.
+pub fn kv_write(keys: &Tensor, values: &Tensor, k: &Tensor, v: &Tensor, slots: &Tensor) -> Result<bool> {
+    #[cfg(feature = "cuda")]
+    if keys.device().is_cuda() {
+        cuda_kernels::kv_write(keys, k, slots.clone())?;
+        cuda_kernels::kv_write(values, v, slots.clone())?;
+        return Ok(true);
+    }
+    let _ = (keys, values, k, v, slots);
+    Ok(false)
+}
+
+/// Rotary embedding of `x` (`[tokens, heads, head_dim]`) by per-token `cos`/`sin` (`[tokens,
+/// head_dim / 2]`) in one kernel, when the device has one; `None` means the portable path.
+pub fn rope_rows(x: &Tensor, cos: &Tensor, sin: &Tensor, interleaved: bool) -> Result<Option<Tensor>> {
+    #[cfg(feature = "cuda")]
+    if x.device().is_cuda() {
+        return Ok(Some(cuda_kernels::rope_rows(x, cos, sin, interleaved)?.to_dtype(x.dtype())?));
+    }
+    let _ = (x, cos, sin, interleaved);
     Ok(None)
 }

@@ -146,11 +146,35 @@ impl PagedKvCache {
 
     /// Store `k`, `v` (`[tokens, kv_heads * head_dim]`) of `layer` into `slots` (one per token).
     pub fn write(&self, layer: usize, slots: &[usize], k: &Tensor, v: &Tensor) -> Result<()> {
+        self.write_indexed(layer, slots, None, k, v)
+    }
+
+    /// [`Self::write`] with `slots` also given as a u32 tensor on the cache's device, made once per
+    /// batch: every layer writes the same slots, and an upload per layer would stall the device queue.
+    pub fn write_indexed(&self, layer: usize, slots: &[usize], on_device: Option<&Tensor>, k: &Tensor, v: &Tensor) -> Result<()> {
         if let Storage::Host { .. } = self.storage {
             let flat = |t: &Tensor| -> Result<Vec<f32>> { Ok(t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?) };
             return self.write_host(layer, slots, &flat(k)?, &flat(v)?);
         }
         let (keys, values) = self.layer(layer)?;
+        let rows = self.config.num_blocks * self.config.block_size;
+        if k.dim(0)? != slots.len() || v.dim(0)? != slots.len() || slots.iter().any(|&s| s >= rows) {
+            return Err(LayerError::Shape { what: "kv cache write".into(), detail: format!("{} slots for {} rows, {rows} cache rows", slots.len(), k.dim(0)?) });
+        }
+        if !keys.device().is_cpu() {
+            let uploaded;
+            let ids = match on_device {
+                Some(t) if t.elem_count() == slots.len() => t,
+                _ => {
+                    let ids: Vec<u32> = slots.iter().map(|&s| s as u32).collect();
+                    uploaded = Tensor::new(ids.as_slice(), keys.device())?;
+                    &uploaded
+                }
+            };
+            if crate::device::kv_write(keys, values, k, v, ids)? {
+                return Ok(());
+            }
+        }
         let k = k.to_dtype(self.config.dtype)?.contiguous()?;
         let v = v.to_dtype(self.config.dtype)?.contiguous()?;
         // Consecutive slots (a prompt inside one block) are written as one run.

@@ -126,6 +126,12 @@ impl RotaryEmbedding {
     /// Rotate `x` of shape `[tokens, heads, head_dim]` by rows from [`Self::rows`].
     pub fn apply_rows(&self, x: &Tensor, rows: &RopeRows) -> Result<Tensor> {
         let dtype = x.dtype();
+        let full_width = rows.cos.dim(1)? * 2 == x.dim(2)?;
+        if full_width {
+            if let Some(y) = crate::device::rope_rows(x, &rows.cos, &rows.sin, self.style == RopeStyle::Interleaved)? {
+                return Ok(y);
+            }
+        }
         // candle's rope kernels take [batch, heads, seq, dim]; tokens play the role of seq.
         let xt = x.to_dtype(DType::F32)?.transpose(0, 1)?.unsqueeze(0)?.contiguous()?;
         let rotated = match self.style {

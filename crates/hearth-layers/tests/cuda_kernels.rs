@@ -64,6 +64,8 @@ fn check(heads: usize, kv_heads: usize, head_dim: usize, window: Option<usize>, 
     let want = paged_attention_host(&q, &host, 0, &seqs, &p).expect("host attention");
     let (k, v) = dev.device_layer(0).expect("layer").expect("device rows");
     let qt = Tensor::from_vec(q, (lens.len(), heads, head_dim), &gpu).expect("q");
+    let visible = Tensor::new(visible.as_slice(), &gpu).expect("slots");
+    let offsets = Tensor::new(offsets.as_slice(), &gpu).expect("offsets");
     let got = hearth_layers::device::decode_attention(&qt, k, v, &visible, &offsets, &p)
         .expect("kernel")
         .expect("a CUDA kernel");
@@ -87,4 +89,63 @@ fn decode_attention_matches_the_cpu_kernel() {
         }
     }
     check(8, 2, 64, None, Some(20.0), DType::F32, 7);
+}
+
+#[test]
+fn kv_write_puts_each_row_in_its_slot_and_nowhere_else() {
+    let gpu = hearth_layers::select_device(DeviceSpec::Cuda(0)).expect("a CUDA device");
+    for (i, dtype) in [DType::F32, DType::F16, DType::BF16].into_iter().enumerate() {
+        let (kv_heads, head_dim) = (3, 40);
+        let width = kv_heads * head_dim;
+        let cfg = KvCacheConfig { num_blocks: 4, block_size: 4, n_layers: 2, n_kv_heads: kv_heads, head_dim, dtype };
+        let cache = PagedKvCache::new(cfg, &gpu).expect("device cache");
+        let slots = [7usize, 0, 13, 2, 8];
+        let k = noise(slots.len() * width, 100 + i as u64);
+        let v = noise(slots.len() * width, 200 + i as u64);
+        let kt = Tensor::from_vec(k.clone(), (slots.len(), width), &gpu).expect("k");
+        let vt = Tensor::from_vec(v.clone(), (slots.len(), width), &gpu).expect("v");
+        cache.write(1, &slots, &kt, &vt).expect("write");
+        let all: Vec<u32> = (0..16).collect();
+        let (gk, gv) = cache.gather(1, &Tensor::new(all.as_slice(), &gpu).expect("ids")).expect("gather");
+        let to_vec = |t: Tensor| t.to_dtype(DType::F32).and_then(|t| t.flatten_all()).and_then(|t| t.to_vec1::<f32>()).expect("copy back");
+        let (gk, gv) = (to_vec(gk), to_vec(gv));
+        let (k, v) = (round_to(k, dtype), round_to(v, dtype));
+        for slot in 0..16 {
+            let row = |x: &[f32]| x[slot * width..(slot + 1) * width].to_vec();
+            match slots.iter().position(|&s| s == slot) {
+                Some(r) => {
+                    assert_eq!(row(&gk), k[r * width..(r + 1) * width], "{dtype:?}: K of slot {slot}");
+                    assert_eq!(row(&gv), v[r * width..(r + 1) * width], "{dtype:?}: V of slot {slot}");
+                }
+                None => assert!(row(&gk).iter().chain(&row(&gv)).all(|&x| x == 0.0), "{dtype:?}: slot {slot} was written"),
+            }
+        }
+        // Layer 0 was not touched.
+        let (k0, _) = cache.gather(0, &Tensor::new(all.as_slice(), &gpu).expect("ids")).expect("gather");
+        assert!(to_vec(k0).iter().all(|&x| x == 0.0), "{dtype:?}: another layer was written");
+    }
+}
+
+#[test]
+fn rope_kernel_matches_the_cpu_rope() {
+    use hearth_layers::{RopeConfig, RopeScaling, RopeStyle, RotaryEmbedding};
+    let gpu = hearth_layers::select_device(DeviceSpec::Cuda(0)).expect("a CUDA device");
+    let positions = [0u32, 1, 17, 300, 4095, 5];
+    for style in [RopeStyle::Interleaved, RopeStyle::Half] {
+        for (heads, head_dim) in [(32, 64), (8, 128), (4, 256), (3, 40)] {
+            let cfg = RopeConfig { head_dim, rotary_dim: head_dim, base: 10000.0, scaling: RopeScaling::None, style, max_positions: 4096 };
+            let x = noise(positions.len() * heads * head_dim, head_dim as u64);
+            let run = |device: &Device| {
+                let rope = RotaryEmbedding::new(&cfg, device).expect("rope");
+                let rows = rope.rows(&positions).expect("rows");
+                let xt = Tensor::from_vec(x.clone(), (positions.len(), heads, head_dim), device).expect("x");
+                let y = rope.apply_rows(&xt, &rows).expect("apply");
+                assert_eq!(y.dims(), &[positions.len(), heads, head_dim]);
+                y.flatten_all().and_then(|t| t.to_vec1::<f32>()).expect("copy back")
+            };
+            let (want, got) = (run(&Device::Cpu), run(&gpu));
+            let worst = want.iter().zip(&got).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+            assert!(worst < 1e-5, "{style:?}, {heads} heads of {head_dim}: max difference {worst}");
+        }
+    }
 }

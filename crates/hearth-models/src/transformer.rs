@@ -186,7 +186,8 @@ impl Transformer {
         };
         let q = rope.apply_rows(&q, rows)?;
         let k = rope.apply_rows(&k, rows)?;
-        cache.write(layer, &plan.slots, &k.reshape((t, c.n_kv_heads * c.head_dim))?, &v)?;
+        let on_device = if self.device.is_cpu() { None } else { Some(plan.slot_tensor(&self.device)?) };
+        cache.write_indexed(layer, &plan.slots, on_device, &k.reshape((t, c.n_kv_heads * c.head_dim))?, &v)?;
         let params = AttentionParams {
             n_heads: c.n_heads,
             n_kv_heads: c.n_kv_heads,
@@ -267,23 +268,13 @@ impl Transformer {
         params: &AttentionParams,
     ) -> Result<Option<(Vec<usize>, Tensor)>> {
         let Some((k, v)) = cache.device_layer(layer)? else { return Ok(None) };
-        let decoded: Vec<usize> = (0..plan.seqs.len()).filter(|&i| plan.seqs[i].n_new == 1).collect();
-        if decoded.is_empty() {
-            return Ok(None);
-        }
-        let (mut slots, mut offsets) = (Vec::new(), vec![0u32]);
-        for &i in &decoded {
-            slots.extend_from_slice(plan.seqs[i].visible_slots(sliding));
-            offsets.push(slots.len() as u32);
-        }
-        let q = if decoded.len() == plan.seqs.len() {
-            q.clone()
-        } else {
-            let at: Vec<u32> = decoded.iter().map(|&i| plan.seqs[i].offset as u32).collect();
-            q.index_select(&Tensor::new(at.as_slice(), &self.device)?, 0)?
+        let Some(index) = plan.decode_index(sliding, &self.device)? else { return Ok(None) };
+        let q = match &index.q_rows {
+            None => q.clone(),
+            Some(rows) => q.index_select(rows, 0)?,
         };
-        let out = hearth_layers::device::decode_attention(&q, k, v, &slots, &offsets, params)?;
-        Ok(out.map(|o| (decoded, o)))
+        let out = hearth_layers::device::decode_attention(&q, k, v, &index.slots, &index.offsets, params)?;
+        Ok(out.map(|o| (index.decoded.clone(), o)))
     }
 
     fn host_attention(&self, q: &Tensor, layer: usize, plan: &BatchPlan, cache: &PagedKvCache, params: &AttentionParams) -> Result<Tensor> {
@@ -323,6 +314,17 @@ fn chunked_attention(
     Ok(Tensor::cat(&outs, 0)?)
 }
 
+/// Where the one-token sequences of a batch read their keys, uploaded once per batch.
+struct DecodeIndex {
+    /// Batch indices of the one-token sequences.
+    decoded: Vec<usize>,
+    /// Their visible slots concatenated, and where each sequence's run starts (u32, on the device).
+    slots: Tensor,
+    offsets: Tensor,
+    /// Their query rows in the batch, when the batch also holds longer sequences.
+    q_rows: Option<Tensor>,
+}
+
 /// Per-batch index tensors computed once and shared by every layer.
 struct BatchPlan {
     positions: Vec<u32>,
@@ -332,6 +334,10 @@ struct BatchPlan {
     slots: Vec<usize>,
     logit_rows: Tensor,
     seqs: Vec<SeqPlan>,
+    /// Device copies made on first use: `slots` as u32, decode indices for global and local layers.
+    slot_tensor: OnceCell<Tensor>,
+    decode_global: OnceCell<Option<DecodeIndex>>,
+    decode_local: OnceCell<Option<DecodeIndex>>,
 }
 
 struct SeqPlan {
@@ -371,6 +377,42 @@ impl SeqPlan {
 }
 
 impl BatchPlan {
+    fn slot_tensor(&self, device: &Device) -> Result<&Tensor> {
+        if self.slot_tensor.get().is_none() {
+            let ids: Vec<u32> = self.slots.iter().map(|&s| s as u32).collect();
+            let _ = self.slot_tensor.set(Tensor::new(ids.as_slice(), device)?);
+        }
+        self.slot_tensor.get().ok_or_else(|| ModelError::BadBatch("slot tensor missing".into()))
+    }
+
+    /// The decode index for layers of this kind, or `None` when no sequence decodes one token.
+    fn decode_index(&self, sliding: bool, device: &Device) -> Result<Option<&DecodeIndex>> {
+        let cell = if sliding && self.seqs.iter().any(|s| s.local_start.is_some()) { &self.decode_local } else { &self.decode_global };
+        if cell.get().is_none() {
+            let _ = cell.set(self.build_decode_index(sliding, device)?);
+        }
+        Ok(cell.get().and_then(|i| i.as_ref()))
+    }
+
+    fn build_decode_index(&self, sliding: bool, device: &Device) -> Result<Option<DecodeIndex>> {
+        let decoded: Vec<usize> = (0..self.seqs.len()).filter(|&i| self.seqs[i].n_new == 1).collect();
+        if decoded.is_empty() {
+            return Ok(None);
+        }
+        let (mut slots, mut offsets) = (Vec::new(), vec![0u32]);
+        for &i in &decoded {
+            slots.extend_from_slice(self.seqs[i].visible_slots(sliding));
+            offsets.push(slots.len() as u32);
+        }
+        let q_rows = if decoded.len() == self.seqs.len() {
+            None
+        } else {
+            let at: Vec<u32> = decoded.iter().map(|&i| self.seqs[i].offset as u32).collect();
+            Some(Tensor::new(at.as_slice(), device)?)
+        };
+        Ok(Some(DecodeIndex { decoded, slots: Tensor::new(slots.as_slice(), device)?, offsets: Tensor::new(offsets.as_slice(), device)?, q_rows }))
+    }
+
     fn new(n_tokens: usize, seqs: &[SeqBatch], block_size: usize, cfg: &ModelConfig, device: &Device) -> Result<Self> {
         let total: usize = seqs.iter().map(|s| s.n_new).sum();
         if total != n_tokens || seqs.iter().any(|s| s.n_new == 0) {
@@ -412,6 +454,9 @@ impl BatchPlan {
             slots,
             logit_rows: Tensor::new(rows.as_slice(), device)?,
             seqs: plans,
+            slot_tensor: OnceCell::new(),
+            decode_global: OnceCell::new(),
+            decode_local: OnceCell::new(),
         })
     }
 }

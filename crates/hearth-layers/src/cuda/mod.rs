@@ -90,3 +90,108 @@ pub fn decode_attention(q: &Tensor, k_cache: &Tensor, v_cache: &Tensor, slots: T
     let q = q.to_dtype(DType::F32)?.contiguous()?;
     q.apply_op3_no_bwd(k_cache, v_cache, &DecodeAttention { slots, offsets, params: *params })
 }
+
+const KV_WRITE_PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/kv_write.ptx"));
+
+/// Stores f32 rows into the cache rows named by `slots` (see kv_write.cu).
+struct KvWrite {
+    slots: Tensor,
+}
+
+impl candle_core::InplaceOp2 for KvWrite {
+    fn name(&self) -> &'static str {
+        "hearth-kv-write"
+    }
+
+    fn cpu_fwd(&self, _: &mut candle_core::CpuStorage, _: &Layout, _: &candle_core::CpuStorage, _: &Layout) -> Result<()> {
+        candle_core::bail!("hearth-kv-write runs on CUDA only (host caches are written directly)")
+    }
+
+    fn cuda_fwd(&self, cache: &mut CudaStorage, cache_l: &Layout, rows: &CudaStorage, rows_l: &Layout) -> Result<()> {
+        let (tokens, width) = rows_l.shape().dims2()?;
+        let (cache_rows, cache_width) = cache_l.shape().dims2()?;
+        if width != cache_width || self.slots.elem_count() != tokens || tokens == 0 {
+            candle_core::bail!("kv write: {tokens} rows of {width} into a cache of width {cache_width} with {} slots", self.slots.elem_count());
+        }
+        let bad = || candle_core::Error::Msg("kv write: rows and cache must be contiguous".into());
+        let (r0, r1) = rows_l.contiguous_offsets().ok_or_else(bad)?;
+        let (c0, c1) = cache_l.contiguous_offsets().ok_or_else(bad)?;
+        let dev = rows.device().clone();
+        let rows = rows.as_cuda_slice::<f32>()?.slice(r0..r1);
+        let (slots_guard, _) = self.slots.storage_and_layout();
+        let slots = u32_slice(&self.slots, "slots", &slots_guard)?;
+        let _ = cache_rows; // slots were checked against the cache by its owner
+        let cfg = LaunchConfig { grid_dim: (tokens as u32, 1, 1), block_dim: (width.clamp(32, 256) as u32, 1, 1), shared_mem_bytes: 0 };
+        let width = width as i32;
+        macro_rules! launch {
+            ($ty:ty, $name:literal) => {{
+                let func = dev.get_or_load_custom_func($name, "hearth_kv_write", KV_WRITE_PTX)?;
+                let mut cache = cache.as_cuda_slice_mut::<$ty>()?.slice_mut(c0..c1);
+                let mut b = func.builder();
+                b.arg(&rows).arg(&slots).arg(&mut cache).arg(&width);
+                // SAFETY: argument order and types match kv_write.cu; every slot indexes a row below
+                // `cache_rows` (checked by PagedKvCache::write before calling).
+                unsafe { b.launch(cfg) }.w()?;
+            }};
+        }
+        match cache.dtype() {
+            DType::F32 => launch!(f32, "kv_write_f32"),
+            DType::F16 => launch!(half::f16, "kv_write_f16"),
+            DType::BF16 => launch!(half::bf16, "kv_write_bf16"),
+            other => candle_core::bail!("kv write: cache dtype {other:?} is not supported"),
+        }
+        Ok(())
+    }
+}
+
+/// Writes `rows` (`[tokens, width]`) into `cache` (`[slots, width]`) at `slots` (u32, one per row).
+pub fn kv_write(cache: &Tensor, rows: &Tensor, slots: Tensor) -> Result<()> {
+    let rows = rows.to_dtype(DType::F32)?.contiguous()?;
+    cache.inplace_op2(&rows, &KvWrite { slots })
+}
+
+const ROPE_PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/rope.ptx"));
+
+/// Rotary embedding of `[tokens, heads, head_dim]` f32 rows (see rope.cu); cos/sin are the op's inputs.
+struct RopeRows {
+    interleaved: bool,
+}
+
+impl CustomOp3 for RopeRows {
+    fn name(&self) -> &'static str {
+        "hearth-rope-rows"
+    }
+
+    fn cpu_fwd(&self, _: &candle_core::CpuStorage, _: &Layout, _: &candle_core::CpuStorage, _: &Layout, _: &candle_core::CpuStorage, _: &Layout) -> Result<(candle_core::CpuStorage, Shape)> {
+        candle_core::bail!("hearth-rope-rows runs on CUDA only")
+    }
+
+    fn cuda_fwd(&self, x: &CudaStorage, x_l: &Layout, cos: &CudaStorage, cos_l: &Layout, sin: &CudaStorage, sin_l: &Layout) -> Result<(CudaStorage, Shape)> {
+        let (tokens, heads, head_dim) = x_l.shape().dims3()?;
+        if head_dim % 2 != 0 || cos_l.shape().dims2()? != (tokens, head_dim / 2) || sin_l.shape() != cos_l.shape() {
+            candle_core::bail!("rope: x {:?} with cos {:?} / sin {:?}", x_l.shape(), cos_l.shape(), sin_l.shape());
+        }
+        let (xs, cs, ss) = (f32_view(x, x_l)?, f32_view(cos, cos_l)?, f32_view(sin, sin_l)?);
+        let dev = x.device().clone();
+        let out = dev.alloc_zeros::<f32>(tokens * heads * head_dim)?;
+        let func = dev.get_or_load_custom_func("rope_rows", "hearth_rope", ROPE_PTX)?;
+        let cfg = LaunchConfig { grid_dim: (tokens as u32, heads as u32, 1), block_dim: ((head_dim / 2).clamp(32, 256) as u32, 1, 1), shared_mem_bytes: 0 };
+        let (h, d, inter) = (heads as i32, head_dim as i32, self.interleaved as i32);
+        let mut b = func.builder();
+        b.arg(&xs).arg(&cs).arg(&ss).arg(&out).arg(&h).arg(&d).arg(&inter);
+        // SAFETY: argument order and types match rope.cu; shapes were checked above.
+        unsafe { b.launch(cfg) }.w()?;
+        Ok((CudaStorage::wrap_cuda_slice(out, dev), Shape::from((tokens, heads, head_dim))))
+    }
+}
+
+fn f32_view<'a>(s: &'a CudaStorage, l: &Layout) -> Result<candle_core::cuda_backend::cudarc::driver::CudaView<'a, f32>> {
+    let (a, b) = l.contiguous_offsets().ok_or_else(|| candle_core::Error::Msg("rope: inputs must be contiguous".into()))?;
+    Ok(s.as_cuda_slice::<f32>()?.slice(a..b))
+}
+
+/// Rotates `x` (`[tokens, heads, head_dim]`) by per-token `cos`/`sin` rows (`[tokens, head_dim / 2]`).
+pub fn rope_rows(x: &Tensor, cos: &Tensor, sin: &Tensor, interleaved: bool) -> Result<Tensor> {
+    let x = x.to_dtype(DType::F32)?.contiguous()?;
+    x.apply_op3_no_bwd(&cos.contiguous()?, &sin.contiguous()?, &RopeRows { interleaved })
+}
