@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # On the device machine: hearth on CUDA against llama.cpp (CUDA) on random-weight models at real shapes,
 # with the memory-bandwidth roofline. Stages, each one call (the machine keeps /tmp only while warm):
-#   bash scripts/device/bench-cuda.sh build          # stage hearth (.device/hearth.xz), build llama.cpp
-#                                                    #   (carry .device/hearth.xz and .device/llama-src.tar.gz)
+#   bash scripts/device/bench-cuda.sh build          # stage hearth (.device/hearth.xz), run the GPU kernel
+#                                                    #   tests if carried (.device/cuda_kernels.xz), start the
+#                                                    #   llama.cpp build in the background (.device/llama-src.tar.gz)
 #   bash scripts/device/bench-cuda.sh models SHAPE   # llama-1b | llama-8b: f16 GGUF, Q4_K_M, Q8_0, bf16 dir
 #   bash scripts/device/bench-cuda.sh bench SHAPE    # every format of SHAPE: hearth, then llama.cpp
 #   bash scripts/device/bench-cuda.sh roofline       # device bandwidth, bytes per step, the table
@@ -21,20 +22,27 @@ case "${1:-}" in
 build)
   bash "$HERE/stage.sh" >/dev/null
   "$H" --version
-  bash "$HERE/build-llama-cuda.sh" 2>&1 | tail -3
+  if [ -f .device/cuda_kernels.xz ]; then
+    xz -dc .device/cuda_kernels.xz > /tmp/hearth/cuda_kernels && chmod +x /tmp/hearth/cuda_kernels
+    /tmp/hearth/cuda_kernels --test-threads 1 2>&1 | tee "$R/kernel-tests.txt" | grep -E "^test |test result"
+  fi
+  # In its own session, so it outlives this call; the marker file says it is still running.
+  touch /tmp/llama-building
+  setsid nohup bash -c "bash '$HERE/build-llama-cuda.sh' > /tmp/llama-build.log 2>&1; rm -f /tmp/llama-building" < /dev/null > /dev/null 2>&1 &
   ;;
 models)
   shape=$2
   [ -f "$M/$shape-f16.gguf" ] || python3 "$HERE/gen-shaped-model.py" --shape "$shape" --format gguf-f16 --out "$M/$shape-f16.gguf"
   [ -d "$M/$shape-bf16" ] || python3 "$HERE/gen-shaped-model.py" --shape "$shape" --format safetensors-bf16 --out "$M/$shape-bf16"
-  for q in Q4_K_M Q8_0; do
+  while [ -e /tmp/llama-building ]; do sleep 5; done  # llama-quantize makes the quantized files
+  for q in ${QUANTS:-Q4_K_M Q8_0}; do
     [ -f "$M/$shape-$q.gguf" ] || "$LL/llama-quantize" "$M/$shape-f16.gguf" "$M/$shape-$q.gguf" "$q" 16 > /dev/null 2>&1
   done
   ls -la "$M"
   ;;
 bench)
   shape=$2
-  for f in "$M/$shape-bf16" "$M/$shape-f16.gguf" "$M/$shape-Q4_K_M.gguf" "$M/$shape-Q8_0.gguf"; do
+  for f in ${FILES:-"$M/$shape-bf16" "$M/$shape-f16.gguf" "$M/$shape-Q4_K_M.gguf" "$M/$shape-Q8_0.gguf"}; do
     [ -e "$f" ] || continue
     n=$(basename "$f")
     echo "=== $n"

@@ -72,6 +72,8 @@ fn decode_rate(model: &Transformer, n: usize, pp: usize, tg: usize) -> Result<f6
         let seq = SeqBatch { cached: 0, n_new: pp, block_table: table.clone(), all_logits: false };
         model.forward(&prompt, &[seq], &cache)?;
     }
+    // Accelerators run asynchronously: the prompts must be finished before the decode clock starts.
+    model.device().synchronize()?;
     let start = Instant::now();
     for step in 0..tg {
         let tokens: Vec<u32> = (0..n).map(|s| token(s, pp + step)).collect();

@@ -9,6 +9,7 @@
 #define WARPS 4
 #define MAX_HEAD_DIM 256
 #define PER_LANE (MAX_HEAD_DIM / 32)
+#define KEYS 4
 
 __device__ __forceinline__ float as_float(float x) { return x; }
 __device__ __forceinline__ float as_float(__half x) { return __half2float(x); }
@@ -38,26 +39,52 @@ __device__ void decode_attention(
     acc[i] = 0.f;
   }
   float m = -INFINITY, l = 0.f;
-  for (unsigned j = begin + warp; j < end; j += WARPS) {
-    const size_t base = (size_t)slots[j] * row_width + (size_t)kv_head * head_dim;
-    float s = 0.f;
+  // KEYS keys per warp step, their loads issued together: a warp walking one key at a time waits on
+  // a global-load round trip per key, and decode attention is exactly that latency.
+  for (unsigned j0 = begin + warp * KEYS; j0 < end; j0 += WARPS * KEYS) {
+    size_t base[KEYS];
+    float s[KEYS];
 #pragma unroll
-    for (int i = 0; i < PER_LANE; i++) {
-      const int d = lane + 32 * i;
-      if (d < head_dim) s += qr[i] * as_float(k_cache[base + d]);
+    for (int u = 0; u < KEYS; u++) {
+      const unsigned j = j0 + u < end ? j0 + u : j0;  // past the end: recompute key j0, then mask it
+      base[u] = (size_t)slots[j] * row_width + (size_t)kv_head * head_dim;
+      s[u] = 0.f;
     }
 #pragma unroll
-    for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffff, s, o);
-    s *= scale;
-    if (softcap > 0.f) s = softcap * tanhf(s / softcap);
-    const float m_new = fmaxf(m, s);
+    for (int i = 0; i < PER_LANE; i++) {
+      const int d = lane + 32 * i;
+      if (d < head_dim) {
+#pragma unroll
+        for (int u = 0; u < KEYS; u++) s[u] += qr[i] * as_float(k_cache[base[u] + d]);
+      }
+    }
+    float m_new = m;
+#pragma unroll
+    for (int u = 0; u < KEYS; u++) {
+#pragma unroll
+      for (int o = 16; o > 0; o >>= 1) s[u] += __shfl_xor_sync(0xffffffff, s[u], o);
+      s[u] *= scale;
+      if (softcap > 0.f) s[u] = softcap * tanhf(s[u] / softcap);
+      if (j0 + u >= end) s[u] = -INFINITY;
+      m_new = fmaxf(m_new, s[u]);
+    }
     const float correction = expf(m - m_new);
-    const float p = expf(s - m_new);
-    l = l * correction + p;
+    float p[KEYS];
+    l *= correction;
+#pragma unroll
+    for (int u = 0; u < KEYS; u++) {
+      p[u] = expf(s[u] - m_new);
+      l += p[u];
+    }
 #pragma unroll
     for (int i = 0; i < PER_LANE; i++) {
       const int d = lane + 32 * i;
-      if (d < head_dim) acc[i] = acc[i] * correction + p * as_float(v_cache[base + d]);
+      if (d < head_dim) {
+        float a = acc[i] * correction;
+#pragma unroll
+        for (int u = 0; u < KEYS; u++) a += p[u] * as_float(v_cache[base[u] + d]);
+        acc[i] = a;
+      }
     }
     m = m_new;
   }
