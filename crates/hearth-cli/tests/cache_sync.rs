@@ -119,12 +119,17 @@ fn sync_and_dedup_leave_one_physical_copy_and_every_layout_valid() {
     assert_eq!(scan["warnings"].as_array().unwrap().len(), 0, "{scan}");
     assert_eq!(scan["repos"][0]["id"], "test-org/SmolLM2-135M-Instruct-GGUF");
     assert_eq!(scan["repos"][0]["files"], serde_json::json!(["README.md", MODEL_FILE]));
-    for p in [&f.hf_snapshot_file, &f.ollama_blob, &f.lmstudio_file] {
-        let out = ok(home.hearth(&["show", p.to_str().unwrap()]));
-        assert!(out.contains("Q4_1"), "{out}");
+    // Loading means generating: the weights are read through each path (an Ollama blob has no
+    // `.gguf` name), and the same bytes give the same greedy text.
+    let generate = |model: &str| ok(home.hearth(&["run", model, "The capital of France is", "--raw", "--max-tokens", "4", "--temperature", "0"]));
+    let reference = generate(f.hf_snapshot_file.to_str().unwrap());
+    assert!(!reference.trim().is_empty(), "no text generated");
+    for p in [&f.ollama_blob, &f.lmstudio_file] {
+        assert_eq!(generate(p.to_str().unwrap()), reference, "{} generates differently", p.display());
     }
-    for name in ["smol", "smol:latest", "test-org/SmolLM2-135M-Instruct-GGUF"] {
-        ok(home.hearth(&["show", name]));
+    assert_eq!(generate("smol"), reference, "the store name generates differently");
+    for name in ["smol:latest", "test-org/SmolLM2-135M-Instruct-GGUF"] {
+        assert!(ok(home.hearth(&["show", name])).contains("Q4_1"));
     }
     // A second dedup finds nothing left to do.
     assert!(ok(home.hearth(&["cache", "dedup"])).contains("0 group(s)"));
@@ -241,4 +246,52 @@ fn export_to_ollama_and_lmstudio_gives_valid_layouts_and_blocks_remove() {
     let out = home.hearth(&["cache", "remove", "smol"]);
     assert!(!out.status.success());
     assert!(text(&out).contains("lmstudio") && text(&out).contains("ollama"), "{}", text(&out));
+}
+
+#[test]
+fn auto_clean_evicts_the_least_recently_used_models_down_to_the_size_cap() {
+    let home = Home::new();
+    let tiny = |arch: &str| common::tiny_model(&format!("{arch}/model-q8_0.gguf"));
+    for (name, arch) in [("a", "llama3"), ("b", "qwen2"), ("c", "qwen3")] {
+        ok(home.hearth(&["cache", "add", &format!("file://{}", tiny(arch).display()), "--name", name]));
+    }
+    // Timestamps are whole seconds: the pauses make the order of use unambiguous (c, then b, then a).
+    let use_model = |name: &str| {
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        ok(home.hearth(&["run", name, "Hello", "--raw", "--max-tokens", "1", "--temperature", "0"]));
+    };
+    use_model("b");
+    use_model("a");
+    let size = |arch: &str| std::fs::metadata(tiny(arch)).unwrap().len();
+    // Room for a, b and the new d, but not for c as well.
+    let cap_gb = (size("llama3") + size("qwen2") + size("mistral") + 1000) as f64 / 1e9;
+    ok(home.hearth(&["cache", "config", "set", "max_cache_size_gb", &format!("{cap_gb:.9}")]));
+    ok(home.hearth(&["cache", "config", "set", "auto_clean", "true"]));
+    ok(home.hearth(&["cache", "add", &format!("file://{}", tiny("mistral").display()), "--name", "d"]));
+    // Identified by source: the files share one name, so the first keeps it and the others take theirs
+    // from --name.
+    let status = home.status();
+    let mut kept: Vec<String> = status["models"].as_array().unwrap().iter().map(|m| m["source"].as_str().unwrap().to_string()).collect();
+    kept.sort_unstable();
+    let want: Vec<String> = ["llama3", "mistral", "qwen2"].iter().map(|a| format!("file://{}", tiny(a).canonicalize().unwrap().display())).collect();
+    assert_eq!(kept, want, "c (qwen3), least recently used, is evicted: {status}");
+    let blobs = files_under(&home.store().join("blobs"));
+    let total: u64 = blobs.iter().map(|p| std::fs::metadata(p).unwrap().len()).sum();
+    assert!(total as f64 <= cap_gb * 1e9, "store holds {total} bytes over a cap of {cap_gb} GB: {blobs:?}");
+}
+
+#[test]
+fn a_different_file_with_a_stored_name_is_refused_not_swapped_in() {
+    let home = Home::new();
+    let tiny = |arch: &str| common::tiny_model(&format!("{arch}/model-q8_0.gguf"));
+    ok(home.hearth(&["cache", "add", &format!("file://{}", tiny("qwen2").display())]));
+    // Same file name, other content: refused with a clear message; the stored model stays.
+    let out = home.hearth(&["cache", "add", &format!("file://{}", tiny("qwen3").display())]);
+    assert!(!out.status.success() && text(&out).contains("--name"), "{}", text(&out));
+    let status = home.status();
+    let models = status["models"].as_array().unwrap();
+    assert_eq!(models.len(), 1, "{status}");
+    assert!(models[0]["source"].as_str().unwrap().contains("qwen2"), "{status}");
+    // Re-adding the same path is an update, not a conflict.
+    ok(home.hearth(&["cache", "add", &format!("file://{}", tiny("qwen2").display())]));
 }

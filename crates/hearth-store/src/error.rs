@@ -22,6 +22,8 @@ pub enum StoreError {
     NotFound(String),
     #[error("model name `{name}` is ambiguous: {candidates}")]
     Ambiguous { name: String, candidates: String },
+    #[error("a different model is already stored as `{name}` (from {existing}); add this one under another name with --name")]
+    NameTaken { name: String, existing: String },
     #[error("model `{model}` is used by {apps}; unlink it there first or pass --force")]
     InUse { model: String, apps: String },
     #[error("{url}: HTTP {status}{hint}")]

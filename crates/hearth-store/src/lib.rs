@@ -39,9 +39,13 @@ impl Store {
         let model = match parse_source(source)? {
             Source::Hf { repo, revision, pattern } => fetch::hf::add(self, &repo, &revision, pattern.as_deref(), alias)?,
             Source::Ollama { namespace, name, tag } => fetch::ollama::add(self, &namespace, &name, &tag, alias)?,
+            // Named after the file; when another file already holds that name, after the alias.
             Source::File(path) => {
-                let m = self.add_local(&path, None)?;
-                if let Some(a) = alias {
+                let m = match self.add_local(&path, None) {
+                    Err(StoreError::NameTaken { .. }) if alias.is_some() => self.add_local(&path, alias)?,
+                    other => other?,
+                };
+                if let Some(a) = alias.filter(|a| *a != m.name) {
                     self.registry.set_alias(a, m.id)?;
                 }
                 m

@@ -181,6 +181,11 @@ impl Store {
         let default_name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into());
         let name = name.map(str::to_string).unwrap_or(default_name);
         let source = format!("file://{}", std::fs::canonicalize(path).at(path)?.display());
+        // Re-adding the same path updates its model; another file of the same name (every
+        // `model-q8_0.gguf`) must not silently replace it.
+        if let Some(existing) = self.registry.models()?.into_iter().find(|m| m.name == name && m.origin == Origin::Store && m.source != source) {
+            return Err(StoreError::NameTaken { name, existing: existing.source });
+        }
         if meta.is_file() {
             if path.extension().and_then(|e| e.to_str()) != Some("gguf") {
                 return Err(StoreError::NotAModel { path: path.to_path_buf() });
