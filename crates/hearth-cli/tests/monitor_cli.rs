@@ -346,3 +346,48 @@ fn base64_decode(s: &str) -> Vec<u8> {
         })
         .collect()
 }
+
+/// `hearth serve` with SmolLM2 on a free port (2 threads).
+fn hearth_serve() -> (Killed, u16) {
+    let models = std::env::var_os("HEARTH_TEST_MODELS").map(PathBuf::from).unwrap_or_else(|| dev_cache().join("models"));
+    let model = models.join("SmolLM2-135M-Instruct.Q4_1.gguf");
+    let port = free_port();
+    let child = Command::new(HEARTH)
+        .args(["serve", "--threads", "2", "--port", &port.to_string(), "--model"])
+        .arg(format!("smol={}", model.display()))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let server = Killed(child);
+    wait_until("hearth serve /health", Duration::from_secs(60), || http("GET", port, "/health", "").is_some_and(|(s, _)| s == 200));
+    (server, port)
+}
+
+/// The bench and the monitor measure hearth's own server exactly as they measure llama.cpp: over HTTP.
+#[test]
+fn bench_and_dash_against_hearth_serve() {
+    let _serial = SERVER_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let (_server, port) = hearth_serve();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("monitor.db");
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let prompts = dir.path().join("two.txt");
+    std::fs::write(&prompts, "Tell me a story about a lighthouse.\nExplain what a compiler does.\n").unwrap();
+    let out = hearth(&["bench", "run", "--endpoint", &endpoint, "--api", "ollama", "--model", "smol", "--prompts", prompts.to_str().unwrap(), "--max-tokens", "48", "--format", "json"], &db);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let r: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!((r["completed"].as_u64(), r["failed"].as_u64()), (Some(2), Some(0)), "{stdout}");
+    // The client-side decode rate agrees with the server's own eval_count / eval_duration.
+    let (ours, server) = (r["avg_tok_s"].as_f64().unwrap(), r["server_tok_s"].as_f64().expect("hearth reports eval timings"));
+    assert!((ours - server).abs() <= 0.10 * server, "bench {ours:.1} tok/s vs server {server:.1}");
+    // The monitor recognises the server from its /metrics and lists the loaded model.
+    let out = hearth(&["dash", "--endpoint", &endpoint, "--json-after", "2.5"], &db);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    let snap: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let e = &snap["endpoints"][0];
+    assert_eq!((e["up"].as_bool(), e["kind"].as_str()), (Some(true), Some("hearth")), "{stdout}");
+    assert!(e["models"].to_string().contains("smol"), "{stdout}");
+}
