@@ -76,17 +76,16 @@ fn llama_server() -> (Killed, u16) {
     let model = models.join("SmolLM2-135M-Instruct.Q4_1.gguf");
     assert!(model.is_file(), "{} is missing: run scripts/fetch-models.sh", model.display());
     let port = free_port();
-    let child = Command::new(bin)
-        .arg("-m")
-        .arg(model)
-        .args(["--host", "127.0.0.1", "--port", &port.to_string(), "-t", "2", "-c", "2048", "-np", "1", "--metrics", "-a", "smollm2"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let server = Killed(child);
-    wait_until("llama-server /health", Duration::from_secs(60), || http("GET", port, "/health", "").is_some_and(|(s, _)| s == 200));
-    (server, port)
+    let mut cmd = Command::new(bin);
+    cmd.arg("-m").arg(model).args(["--host", "127.0.0.1", "--port", &port.to_string(), "-t", "2", "-c", "2048", "-np", "1", "--metrics", "-a", "smollm2"]);
+    (start_server(cmd, port, "llama-server"), port)
+}
+
+/// Spawns a server (output discarded) and waits for its `/health` on `port`; killed on drop.
+fn start_server(mut cmd: Command, port: u16, what: &str) -> Killed {
+    let server = Killed(cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap());
+    wait_until(&format!("{what} /health"), Duration::from_secs(60), || http("GET", port, "/health", "").is_some_and(|(s, _)| s == 200));
+    server
 }
 
 /// One long generation (EOS ignored) on a thread of its own.
@@ -352,16 +351,9 @@ fn hearth_serve() -> (Killed, u16) {
     let models = std::env::var_os("HEARTH_TEST_MODELS").map(PathBuf::from).unwrap_or_else(|| dev_cache().join("models"));
     let model = models.join("SmolLM2-135M-Instruct.Q4_1.gguf");
     let port = free_port();
-    let child = Command::new(HEARTH)
-        .args(["serve", "--threads", "2", "--port", &port.to_string(), "--model"])
-        .arg(format!("smol={}", model.display()))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let server = Killed(child);
-    wait_until("hearth serve /health", Duration::from_secs(60), || http("GET", port, "/health", "").is_some_and(|(s, _)| s == 200));
-    (server, port)
+    let mut cmd = Command::new(HEARTH);
+    cmd.args(["serve", "--threads", "2", "--port", &port.to_string(), "--model"]).arg(format!("smol={}", model.display()));
+    (start_server(cmd, port, "hearth serve"), port)
 }
 
 /// The bench and the monitor measure hearth's own server exactly as they measure llama.cpp: over HTTP.
