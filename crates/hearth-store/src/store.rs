@@ -143,6 +143,9 @@ impl Store {
     /// symlinks to blobs) and its manifest atomically, then the registry row.
     pub fn register(&mut self, name: &str, source: &str, revision: Option<&str>, files: &[StoredFile], entry_rel: Option<&str>) -> Result<ModelRecord> {
         let slug = slug(name);
+        // Two processes adding one model both get here: one at a time, or one's snapshot rename
+        // finds the other's folder in place ("Directory not empty"; seen in CI).
+        let _lock = self.lock(&format!("register-{slug}"))?;
         let snapshot = self.root().join("models").join(&slug);
         write_snapshot(&snapshot, files, |sha| self.blob_path(sha))?;
         let entry = match entry_rel {
