@@ -46,6 +46,10 @@ pub struct EngineBenchArgs {
     /// Where to run: cpu, cuda[:N] or metal[:N].
     #[arg(long, default_value = "cpu")]
     pub device: String,
+    /// KV cache element type: f16 (llama-bench's default, so memory compares like for like) or f32
+    /// (the engine's default).
+    #[arg(long, default_value = "f16")]
+    pub kv_type: crate::run::KvType,
 }
 
 pub fn run(cmd: BenchCommand) -> Result<()> {
@@ -88,7 +92,8 @@ fn engine(args: EngineBenchArgs) -> Result<()> {
     // the parent's resident pages as its own peak RSS.
     let reference = args.llama_bench.as_ref().map(|lb| llama_bench(lb, &args, threads)).transpose()?;
     let device = crate::run::open_device(&args.device)?;
-    let loaded = hearth_models::load(&args.model, &device).with_context(|| format!("loading {}", args.model.display()))?;
+    let mut loaded = hearth_models::load(&args.model, &device).with_context(|| format!("loading {}", args.model.display()))?;
+    loaded.model.set_kv_dtype(args.kv_type.dtype());
     let model = &loaded.model;
     let vocab = model.config().vocab_size as u32;
     let tokens: Vec<u32> = (0..args.pp.max(args.tg) as u32).map(|i| (i * 7919 + 13) % vocab).collect();
@@ -99,7 +104,7 @@ fn engine(args: EngineBenchArgs) -> Result<()> {
     let rss = peak_rss_bytes();
     let name = args.model.file_name().and_then(|n| n.to_str()).unwrap_or("model");
     let kernels = crate::run::kernels_label(&device);
-    println!("model: {name} ({} MiB), threads: {threads}, reps: {}, kernels: {kernels}", file_size >> 20, args.reps);
+    println!("model: {name} ({} MiB), threads: {threads}, reps: {}, kernels: {kernels}, KV cache: {:?}", file_size >> 20, args.reps, args.kv_type);
     println!("| engine    | pp{:<4} tok/s      | tg{:<4} tok/s      | peak RSS MiB |", args.pp, args.tg);
     println!("|-----------|-------------------|-------------------|--------------|");
     let (pp, tg) = (stat(&pp), stat(&tg));

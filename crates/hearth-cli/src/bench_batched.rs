@@ -28,6 +28,10 @@ pub struct BatchedArgs {
     /// Where to run: cpu, cuda[:N] or metal[:N].
     #[arg(long, default_value = "cpu")]
     pub device: String,
+    /// KV cache element type: f16 (llama-bench's default, so memory compares like for like) or f32
+    /// (the engine's default).
+    #[arg(long, default_value = "f16")]
+    pub kv_type: crate::run::KvType,
 }
 
 pub fn run(args: BatchedArgs) -> Result<()> {
@@ -40,10 +44,11 @@ pub fn run(args: BatchedArgs) -> Result<()> {
     // llama.cpp first, so its peak RSS is not inflated by our mapped model (see `bench engine`).
     let reference = args.llama_batched_bench.as_ref().map(|bin| llama_batched_bench(bin, &args, threads)).transpose()?;
     let device = crate::run::open_device(&args.device)?;
-    let loaded = hearth_models::load(&args.model, &device).with_context(|| format!("loading {}", args.model.display()))?;
+    let mut loaded = hearth_models::load(&args.model, &device).with_context(|| format!("loading {}", args.model.display()))?;
+    loaded.model.set_kv_dtype(args.kv_type.dtype());
     let name = args.model.file_name().and_then(|n| n.to_str()).unwrap_or("model");
     let kernels = crate::run::kernels_label(&device);
-    println!("model: {name}, threads: {threads}, kernels: {kernels}, prompt {} + decode {} tokens per sequence", args.pp, args.tg);
+    println!("model: {name}, threads: {threads}, kernels: {kernels}, KV cache: {:?}, prompt {} + decode {} tokens per sequence", args.kv_type, args.pp, args.tg);
     println!("| sequences | hearth decode tok/s | llama.cpp decode tok/s | ratio |");
     println!("|-----------|---------------------|------------------------|-------|");
     for &n in &args.seqs {

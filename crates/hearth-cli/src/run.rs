@@ -80,6 +80,22 @@ impl SamplingArgs {
     }
 }
 
+/// A `--kv-type` value.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum KvType {
+    F16,
+    F32,
+}
+
+impl KvType {
+    pub fn dtype(self) -> candle_core::DType {
+        match self {
+            KvType::F16 => candle_core::DType::F16,
+            KvType::F32 => candle_core::DType::F32,
+        }
+    }
+}
+
 /// Parse and open a `--device` value.
 pub fn open_device(spec: &str) -> Result<candle_core::Device> {
     let spec: DeviceSpec = spec.parse()?;

@@ -67,6 +67,7 @@ pub struct Transformer {
     lm_head: Linear,
     rope_global: RotaryEmbedding,
     rope_local: Option<RotaryEmbedding>,
+    kv_dtype: DType,
 }
 
 impl Transformer {
@@ -105,6 +106,7 @@ impl Transformer {
             lm_head,
             rope_global,
             rope_local,
+            kv_dtype: DType::F32,
         })
     }
 
@@ -116,6 +118,11 @@ impl Transformer {
         &self.device
     }
 
+    /// The element type of KV caches made by [`Self::kv_cache_config`]: f32 (default) or f16.
+    pub fn set_kv_dtype(&mut self, dtype: DType) {
+        self.kv_dtype = dtype;
+    }
+
     /// The shape of a KV cache for this model with `num_blocks` blocks of `block_size` tokens.
     pub fn kv_cache_config(&self, num_blocks: usize, block_size: usize) -> KvCacheConfig {
         KvCacheConfig {
@@ -124,10 +131,9 @@ impl Transformer {
             n_layers: self.config.n_layers,
             n_kv_heads: self.config.n_kv_heads,
             head_dim: self.config.head_dim,
-            // f32: the llama.cpp parity fixtures are made with an f32 cache, and f16 rounding moves the
-            // tiny random models' logprobs by up to 0.18 nats. The host cache and attention kernels
-            // also run f16 (tested in hearth-layers); exposing it as an option is the next step.
-            dtype: DType::F32,
+            // f32 by default: the llama.cpp parity fixtures are made with an f32 cache, and f16 rounding
+            // moves the tiny random models' logprobs by up to 0.18 nats. f16 halves the cache's memory.
+            dtype: self.kv_dtype,
         }
     }
 
