@@ -120,7 +120,8 @@ fn num_cpus() -> usize {
     std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
 }
 
-fn fresh_cache(model: &Transformer, tokens: usize) -> Result<(PagedKvCache, Vec<usize>)> {
+/// An empty cache for `tokens` tokens of one sequence, and its block table.
+pub(crate) fn fresh_cache(model: &Transformer, tokens: usize) -> Result<(PagedKvCache, Vec<usize>)> {
     let blocks = tokens.div_ceil(16);
     Ok((PagedKvCache::new(model.kv_cache_config(blocks, 16), model.device())?, (0..blocks).collect()))
 }

@@ -5,7 +5,6 @@
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device};
 use clap::Args;
-use hearth_layers::{DeviceSpec, PagedKvCache};
 use hearth_models::{SeqBatch, Transformer};
 use std::path::PathBuf;
 
@@ -38,8 +37,7 @@ pub fn run(args: DevicesArgs) -> Result<()> {
     if args.tokens == 0 {
         bail!("--tokens must be positive");
     }
-    let spec: DeviceSpec = args.device.parse()?;
-    let device = hearth_layers::select_device(spec)?;
+    let device = crate::run::open_device(&args.device)?;
     let load = if args.dense { hearth_models::load_dense } else { hearth_models::load };
     let cpu = load(&args.model, &Device::Cpu).with_context(|| format!("loading {} on the CPU", args.model.display()))?;
     let accel = load(&args.model, &device).with_context(|| format!("loading {} on {}", args.model.display(), args.device))?;
@@ -70,10 +68,7 @@ pub fn run(args: DevicesArgs) -> Result<()> {
 }
 
 fn greedy(model: &Transformer, prompt: &[u32], n: usize) -> Result<Vec<Step>> {
-    let block = 16;
-    let blocks = (prompt.len() + n).div_ceil(block);
-    let cache = PagedKvCache::new(model.kv_cache_config(blocks, block), model.device())?;
-    let table: Vec<usize> = (0..blocks).collect();
+    let (cache, table) = crate::bench::fresh_cache(model, prompt.len() + n)?;
     let (mut steps, mut input, mut cached) = (Vec::with_capacity(n), prompt.to_vec(), 0);
     for _ in 0..n {
         let seq = SeqBatch { cached, n_new: input.len(), block_table: table.clone(), all_logits: false };

@@ -81,7 +81,7 @@ impl HostRows {
     fn load(&self, at: usize, n: usize, out: &mut Vec<f32>) {
         match self {
             HostRows::F32(v) => out.extend_from_slice(&v[at..at + n]),
-            HostRows::F16(v) => out.extend(v[at..at + n].iter().map(|x| x.to_f32())),
+            HostRows::F16(v) => <half::f16 as crate::cpu::attention::KvElem>::widen(&v[at..at + n], out),
         }
     }
 }

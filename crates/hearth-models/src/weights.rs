@@ -58,10 +58,7 @@ impl WeightFiles {
                     StDtype::F16 => DType::F16,
                     StDtype::BF16 => DType::BF16,
                 };
-                let t = Tensor::from_raw_buffer(view.data, dtype, &view.shape, device)?;
-                // CPU matmuls are fastest and most exact in f32; accelerators keep the checkpoint's dtype.
-                let t = if device.is_cpu() { t.to_dtype(DType::F32)? } else { t };
-                Ok(Some(Weight::Dense(t)))
+                Ok(Some(dense(view.data, dtype, &view.shape, device)?))
             }
         }
     }
@@ -83,6 +80,13 @@ impl ByteSource for MappedTensor {
     }
 }
 
+/// A float tensor from its bytes: f32 on the CPU (its fastest, most exact matmul), the file's own
+/// dtype on an accelerator (f16/bf16: half the bytes per token).
+fn dense(bytes: &[u8], dtype: DType, dims: &[usize], device: &Device) -> Result<Weight> {
+    let t = Tensor::from_raw_buffer(bytes, dtype, dims, device)?;
+    Ok(Weight::Dense(if device.is_cpu() { t.to_dtype(DType::F32)? } else { t }))
+}
+
 fn gguf_tensor(file: &Arc<GgufFile>, name: &str, device: &Device) -> Result<Option<Weight>> {
     let Some(info) = file.tensor(name) else { return Ok(None) };
     file.check_supported(info).map_err(|e| ModelError::Format(e.to_string()))?;
@@ -98,11 +102,7 @@ fn gguf_tensor(file: &Arc<GgufFile>, name: &str, device: &Device) -> Result<Opti
         _ => None,
     };
     if let Some(float) = float {
-        // Float tensors are plain dense tensors: f32 on the CPU (its fastest, most exact matmul), the
-        // file's own f16/bf16 on an accelerator (half the bytes per token).
-        let t = Tensor::from_raw_buffer(file.tensor_bytes(info), float, &dims, device)?;
-        let t = if device.is_cpu() { t.to_dtype(DType::F32)? } else { t };
-        return Ok(Some(Weight::Dense(t)));
+        return Ok(Some(dense(file.tensor_bytes(info), float, &dims, device)?));
     }
     if device.is_cpu() && dims.len() == 2 {
         let source = Arc::new(MappedTensor { file: file.clone(), info: info.clone() });

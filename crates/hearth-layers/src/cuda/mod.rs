@@ -3,8 +3,8 @@
 
 use crate::attention::AttentionParams;
 use candle_core::backend::BackendStorage;
-use candle_core::cuda_backend::cudarc::driver::{LaunchConfig, PushKernelArg};
-use candle_core::cuda_backend::{CudaStorage, WrapErr};
+use candle_core::cuda_backend::cudarc::driver::{CudaView, LaunchConfig, PushKernelArg};
+use candle_core::cuda_backend::{CudaDType, CudaStorage, WrapErr};
 use candle_core::{CustomOp3, DType, Layout, Result, Shape, Storage, Tensor};
 
 const DECODE_ATTENTION_PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/decode_attention.ptx"));
@@ -16,12 +16,21 @@ struct DecodeAttention {
     params: AttentionParams,
 }
 
-fn u32_slice<'a>(t: &Tensor, what: &str, storage: &'a Storage) -> Result<candle_core::cuda_backend::cudarc::driver::CudaView<'a, u32>> {
+/// Start and end of the contiguous storage `layout` describes; kernels index plain buffers.
+fn range(layout: &Layout, what: &str) -> Result<(usize, usize)> {
+    layout.contiguous_offsets().ok_or_else(|| candle_core::Error::Msg(format!("{what} must be contiguous")))
+}
+
+/// The part of `storage` that `layout` describes, as a typed view.
+fn view<'a, T: CudaDType>(storage: &'a CudaStorage, layout: &Layout, what: &str) -> Result<CudaView<'a, T>> {
+    let (a, b) = range(layout, what)?;
+    Ok(storage.as_cuda_slice::<T>()?.slice(a..b))
+}
+
+/// A u32 index tensor held by an op (slot lists), read as a view of its CUDA storage.
+fn u32_view<'a>(t: &Tensor, storage: &'a Storage, what: &str) -> Result<CudaView<'a, u32>> {
     match storage {
-        Storage::Cuda(s) => {
-            let (o1, o2) = t.layout().contiguous_offsets().ok_or_else(|| candle_core::Error::Msg(format!("{what} must be contiguous")))?;
-            Ok(s.as_cuda_slice::<u32>()?.slice(o1..o2))
-        }
+        Storage::Cuda(s) => view(s, t.layout(), what),
         _ => candle_core::bail!("{what} must live on the CUDA device"),
     }
 }
@@ -45,27 +54,23 @@ impl CustomOp3 for DecodeAttention {
             candle_core::bail!("decode attention: caches {:?} / {:?} for {} kv heads", k_l.shape(), v_l.shape(), p.n_kv_heads);
         }
         let dev = q.device().clone();
-        let contiguous = |l: &Layout, what: &str| l.contiguous_offsets().ok_or_else(|| candle_core::Error::Msg(format!("decode attention: {what} must be contiguous")));
-        let (q0, q1) = contiguous(q_l, "q")?;
-        let q = q.as_cuda_slice::<f32>()?.slice(q0..q1);
+        let q = view::<f32>(q, q_l, "decode attention: q")?;
         let (slots_guard, _) = self.slots.storage_and_layout();
         let (offsets_guard, _) = self.offsets.storage_and_layout();
-        let slots = u32_slice(&self.slots, "slots", &*slots_guard)?;
-        let offsets = u32_slice(&self.offsets, "offsets", &*offsets_guard)?;
+        let slots = u32_view(&self.slots, &slots_guard, "decode attention: slots")?;
+        let offsets = u32_view(&self.offsets, &offsets_guard, "decode attention: offsets")?;
         if self.offsets.elem_count() != seqs + 1 {
             candle_core::bail!("decode attention: {} offsets for {seqs} sequences", self.offsets.elem_count());
         }
         let out = dev.alloc_zeros::<f32>(seqs * heads * head_dim)?;
         let cfg = LaunchConfig { grid_dim: (seqs as u32, heads as u32, 1), block_dim: (128, 1, 1), shared_mem_bytes: 0 };
-        let (k0, k1) = contiguous(k_l, "k cache")?;
-        let (v0, v1) = contiguous(v_l, "v cache")?;
         let (nh, nkv, hd) = (p.n_heads as i32, p.n_kv_heads as i32, p.head_dim as i32);
         let softcap = p.softcap.unwrap_or(0.0);
         macro_rules! launch {
             ($ty:ty, $name:literal) => {{
                 let func = dev.get_or_load_custom_func($name, "hearth_decode_attention", DECODE_ATTENTION_PTX)?;
-                let k = k.as_cuda_slice::<$ty>()?.slice(k0..k1);
-                let v = v.as_cuda_slice::<$ty>()?.slice(v0..v1);
+                let k = view::<$ty>(k, k_l, "decode attention: k cache")?;
+                let v = view::<$ty>(v, v_l, "decode attention: v cache")?;
                 let mut b = func.builder();
                 b.arg(&q).arg(&k).arg(&v).arg(&slots).arg(&offsets).arg(&out);
                 b.arg(&nh).arg(&nkv).arg(&hd).arg(&p.scale).arg(&softcap);
@@ -109,18 +114,15 @@ impl candle_core::InplaceOp2 for KvWrite {
 
     fn cuda_fwd(&self, cache: &mut CudaStorage, cache_l: &Layout, rows: &CudaStorage, rows_l: &Layout) -> Result<()> {
         let (tokens, width) = rows_l.shape().dims2()?;
-        let (cache_rows, cache_width) = cache_l.shape().dims2()?;
+        let (_, cache_width) = cache_l.shape().dims2()?;
         if width != cache_width || self.slots.elem_count() != tokens || tokens == 0 {
             candle_core::bail!("kv write: {tokens} rows of {width} into a cache of width {cache_width} with {} slots", self.slots.elem_count());
         }
-        let bad = || candle_core::Error::Msg("kv write: rows and cache must be contiguous".into());
-        let (r0, r1) = rows_l.contiguous_offsets().ok_or_else(bad)?;
-        let (c0, c1) = cache_l.contiguous_offsets().ok_or_else(bad)?;
+        let (c0, c1) = range(cache_l, "kv write: cache")?;
         let dev = rows.device().clone();
-        let rows = rows.as_cuda_slice::<f32>()?.slice(r0..r1);
+        let rows = view::<f32>(rows, rows_l, "kv write: rows")?;
         let (slots_guard, _) = self.slots.storage_and_layout();
-        let slots = u32_slice(&self.slots, "slots", &slots_guard)?;
-        let _ = cache_rows; // slots were checked against the cache by its owner
+        let slots = u32_view(&self.slots, &slots_guard, "kv write: slots")?;
         let cfg = LaunchConfig { grid_dim: (tokens as u32, 1, 1), block_dim: (width.clamp(32, 256) as u32, 1, 1), shared_mem_bytes: 0 };
         let width = width as i32;
         macro_rules! launch {
@@ -129,8 +131,8 @@ impl candle_core::InplaceOp2 for KvWrite {
                 let mut cache = cache.as_cuda_slice_mut::<$ty>()?.slice_mut(c0..c1);
                 let mut b = func.builder();
                 b.arg(&rows).arg(&slots).arg(&mut cache).arg(&width);
-                // SAFETY: argument order and types match kv_write.cu; every slot indexes a row below
-                // `cache_rows` (checked by PagedKvCache::write before calling).
+                // SAFETY: argument order and types match kv_write.cu; every slot indexes a cache row
+                // (checked by PagedKvCache::write_indexed before calling).
                 unsafe { b.launch(cfg) }.w()?;
             }};
         }
@@ -171,7 +173,7 @@ impl CustomOp3 for RopeRows {
         if head_dim % 2 != 0 || cos_l.shape().dims2()? != (tokens, head_dim / 2) || sin_l.shape() != cos_l.shape() {
             candle_core::bail!("rope: x {:?} with cos {:?} / sin {:?}", x_l.shape(), cos_l.shape(), sin_l.shape());
         }
-        let (xs, cs, ss) = (f32_view(x, x_l)?, f32_view(cos, cos_l)?, f32_view(sin, sin_l)?);
+        let (xs, cs, ss) = (view::<f32>(x, x_l, "rope: x")?, view::<f32>(cos, cos_l, "rope: cos")?, view::<f32>(sin, sin_l, "rope: sin")?);
         let dev = x.device().clone();
         let out = dev.alloc_zeros::<f32>(tokens * heads * head_dim)?;
         let func = dev.get_or_load_custom_func("rope_rows", "hearth_rope", ROPE_PTX)?;
@@ -183,11 +185,6 @@ impl CustomOp3 for RopeRows {
         unsafe { b.launch(cfg) }.w()?;
         Ok((CudaStorage::wrap_cuda_slice(out, dev), Shape::from((tokens, heads, head_dim))))
     }
-}
-
-fn f32_view<'a>(s: &'a CudaStorage, l: &Layout) -> Result<candle_core::cuda_backend::cudarc::driver::CudaView<'a, f32>> {
-    let (a, b) = l.contiguous_offsets().ok_or_else(|| candle_core::Error::Msg("rope: inputs must be contiguous".into()))?;
-    Ok(s.as_cuda_slice::<f32>()?.slice(a..b))
 }
 
 /// Rotates `x` (`[tokens, heads, head_dim]`) by per-token `cos`/`sin` rows (`[tokens, head_dim / 2]`).
