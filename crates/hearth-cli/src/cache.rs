@@ -39,7 +39,14 @@ enum CacheCommand {
     },
     /// Fetch or import a model: hf://org/repo[@rev][/file-or-glob], ollama://name[:tag], file:///path.
     Add {
-        #[arg(required = true)]
+        /// hf://org/repo[@REVISION][/FILE-OR-GLOB], ollama://[namespace/]name[:tag] or file:///path.
+        ///
+        /// REVISION is a branch, tag or commit (default main). It ends at the next `/`, so write one that
+        /// contains slashes URL-encoded (hf://org/repo@feature%2Fx/model.gguf); pull-request refs are also
+        /// recognised as written (hf://org/repo@refs/pr/1). FILE-OR-GLOB picks files (`*`, `?`); without it
+        /// a GGUF repo gives one quantization (Q4_K_M first). A split GGUF (NAME-00001-of-00003.gguf) is
+        /// fetched whole when any part is picked and stored as one model; hearth cannot load split GGUF yet.
+        #[arg(required = true, value_name = "SOURCE")]
         sources: Vec<String>,
         /// An alias to resolve the model by (one source only).
         #[arg(long)]
@@ -298,10 +305,25 @@ fn absolute(p: &Path) -> Result<PathBuf> {
 pub fn resolve_model_arg(model: &Path) -> Result<PathBuf> {
     let text = model.to_string_lossy();
     let looks_like_path = model.exists() || model.is_absolute() || text.starts_with('.') || text.ends_with(".gguf");
-    if looks_like_path {
-        return Ok(model.to_path_buf());
+    let path = if looks_like_path { model.to_path_buf() } else { resolve_store_name(&text)? };
+    refuse_split_gguf(&path)?;
+    Ok(path)
+}
+
+/// hearth's loader reads single-file GGUF only: part of a split one is refused here by name, rather than
+/// failing deep in the load on the tensors the other parts hold.
+fn refuse_split_gguf(path: &Path) -> Result<()> {
+    if !path.is_file() {
+        return Ok(());
     }
-    resolve_store_name(&text)
+    match hearth_store::meta::gguf_split_count(path) {
+        Some(n) if n > 1 => bail!(
+            "{}: split GGUF (one of {n} files) is not supported by hearth yet; merge the parts into one file \
+             (llama-gguf-split --merge FIRST-PART merged.gguf) and use that",
+            path.display()
+        ),
+        _ => Ok(()),
+    }
 }
 
 /// The entry path of store model `name` (`org/repo`, `name:tag`, an alias), counted as a use by hearth.

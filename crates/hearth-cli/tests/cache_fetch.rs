@@ -61,6 +61,35 @@ fn hf_add_sends_token_verifies_and_resolves_by_name() {
 }
 
 #[test]
+fn hf_revisions_with_slashes_are_sent_url_encoded_and_pin_their_commit() {
+    let (pr_commit, branch_commit) = ("1".repeat(40), "2".repeat(40));
+    let mut b = Behaviour::default();
+    b.hf.insert(REPO.into(), smol_repo());
+    b.revisions = [("main", COMMIT), ("refs/pr/1", &pr_commit), ("feature/x", &branch_commit)].map(|(r, c)| (r.to_string(), c.to_string())).into();
+    let server = Server::start(b);
+    // `refs/pr/N` as written, then a branch with `/` written URL-encoded, each followed by a file.
+    for (source, commit, segment) in [
+        (format!("hf://{REPO}@refs/pr/1/{MODEL_FILE}"), &pr_commit, "refs%2Fpr%2F1"),
+        (format!("hf://{REPO}@feature%2Fx/*.gguf"), &branch_commit, "feature%2Fx"),
+    ] {
+        let home = Home::new();
+        let out = home.hearth_with(&[("HF_ENDPOINT", &server.url)], &["cache", "add", &source]);
+        assert!(out.status.success(), "{source}: {}", text(&out));
+        let requests = server.requests();
+        assert!(requests.iter().any(|r| r.starts_with(&format!("GET /api/models/{REPO}/revision/{segment}?"))), "{requests:?}");
+        assert!(requests.iter().any(|r| r.starts_with(&format!("GET /{REPO}/resolve/{commit}/{MODEL_FILE}"))), "files come from the pinned commit: {requests:?}");
+        let status = home.status();
+        assert_eq!(status["models"][0]["source"], format!("hf://{REPO}@{commit}/{}", source.rsplit('/').next().unwrap()), "{status}");
+    }
+    // Unencoded, a branch's `/` starts the file part: the revision `feature` does not exist.
+    let home = Home::new();
+    let out = home.hearth_with(&[("HF_ENDPOINT", &server.url)], &["cache", "add", &format!("hf://{REPO}@feature/x")]);
+    assert!(!out.status.success() && text(&out).contains("404"), "{}", text(&out));
+    let help = text(&home.hearth(&["cache", "add", "--help"]));
+    assert!(help.contains("feature%2Fx") && help.contains("refs/pr/1"), "{help}");
+}
+
+#[test]
 fn hf_add_retries_server_errors() {
     let server = hub(None);
     server.fail_next.store(2, Ordering::SeqCst);
@@ -141,11 +170,92 @@ fn download_resumes_after_kill_9_without_a_partial_blob() {
     assert_eq!(rerun_files.len(), 1, "the rerun fetches the file once: {rerun_files:?}");
     let ranged = rerun_files;
     assert!(ranged[0].contains("range=bytes=") && !ranged[0].contains("range=bytes=0-"), "the rerun asks for the rest only: {ranged:?}");
+    assert!(ranged[0].contains(&format!("if-range=\"{sha}\"")), "the resume names the version it continues: {ranged:?}");
     let resumed_from: u64 = ranged[0].split("range=bytes=").nth(1).unwrap().split('-').next().unwrap().parse().unwrap();
     assert!(resumed_from >= 4 << 20 && resumed_from <= partial, "resumed from {resumed_from}, partial was {partial}");
     assert_eq!(blob_names(&home), vec![sha.clone()]);
     assert_eq!(sha256_hex(&std::fs::read(home.store().join("blobs/sha256").join(&sha)).unwrap()), sha);
     assert!(!part.exists());
+}
+
+/// Deterministic bytes that do not compress or repeat (xorshift), different per seed.
+fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// Starts `cache add SOURCE` and SIGKILLs it once a partial file under `tmp/` holds `at_least` bytes;
+/// returns that partial's path.
+fn kill_mid_download(home: &Home, server: &Server, source: &str, at_least: u64) -> std::path::PathBuf {
+    let mut child = home.command().args(["cache", "add", source]).env("HF_ENDPOINT", &server.url).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let part = files_under(&home.store().join("tmp")).into_iter().find(|p| p.extension().is_some_and(|e| e == "part"));
+        if let Some(p) = part.filter(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0) >= at_least) {
+            child.kill().unwrap(); // SIGKILL
+            child.wait().unwrap();
+            return p;
+        }
+        assert!(Instant::now() < deadline, "no progress on the partial download");
+        assert!(child.try_wait().unwrap().is_none(), "add finished before it could be killed");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Kills an add of a git-stored (non-LFS) file mid-download, changes the file on the server, reruns the
+/// add and checks the result is the new file, whole; returns the rerun's file requests. Git files have no
+/// sha256 in the listing, so the partial is keyed by URL and the same URL serves the new version.
+fn resume_after_the_file_changed(ignore_if_range: bool) -> Vec<String> {
+    let (old, new) = (noise(8 << 20, 1), noise((8 << 20) + 4321, 2));
+    let mut b = Behaviour::default();
+    b.hf.insert(REPO.into(), vec![HubFile { name: "tokenizer.json".into(), bytes: std::sync::Arc::new(old.clone()), lfs: false }]);
+    b.throttle = Some(32 << 10);
+    b.ignore_if_range = ignore_if_range;
+    let server = Server::start(b);
+    let home = Home::new();
+    let source = format!("hf://{REPO}/tokenizer.json");
+    let part = kill_mid_download(&home, &server, &source, 1 << 20);
+    let validator = std::fs::read_to_string(part.with_extension("validator")).expect("the validator is kept beside the partial");
+    assert_eq!(validator, format!("\"{}\"", git_sha1(&old)));
+    assert!(std::fs::metadata(&part).unwrap().len() < old.len() as u64);
+
+    {
+        let mut b = server.behaviour.lock().unwrap();
+        b.hf.insert(REPO.into(), vec![HubFile { name: "tokenizer.json".into(), bytes: std::sync::Arc::new(new.clone()), lfs: false }]);
+        b.throttle = None;
+    }
+    let before = server.requests().len();
+    let out = home.hearth_with(&[("HF_ENDPOINT", &server.url)], &["cache", "add", &source]);
+    assert!(out.status.success(), "{}", text(&out));
+    let gets: Vec<String> = server.requests()[before..].iter().filter(|r| r.contains("/resolve/")).cloned().collect();
+    assert!(gets[0].contains("range=bytes=") && gets[0].contains(&format!("if-range={validator}")), "the resume names the version it continues: {gets:?}");
+    // The old prefix was dropped, not completed with the new version's tail.
+    assert_eq!(blob_names(&home), vec![sha256_hex(&new)]);
+    let entry = home.status()["models"][0]["path"].as_str().unwrap().to_string();
+    assert_eq!(std::fs::read(std::path::Path::new(&entry).join("tokenizer.json")).unwrap(), new);
+    assert!(files_under(&home.store().join("tmp")).is_empty(), "partial or validator left behind");
+    gets
+}
+
+#[test]
+fn resume_sends_if_range_and_restarts_when_the_file_changed_on_the_server() {
+    let gets = resume_after_the_file_changed(false);
+    assert_eq!(gets.len(), 1, "the server answered the stale If-Range with the whole file: {gets:?}");
+}
+
+#[test]
+fn resume_restarts_when_a_server_ignoring_if_range_sends_another_version() {
+    // The 206 carries the new ETag: the client notices, drops the partial and fetches the whole file.
+    let gets = resume_after_the_file_changed(true);
+    assert_eq!(gets.len(), 2, "{gets:?}");
+    assert!(gets[1].contains("range= "), "the second request fetches from byte 0: {gets:?}");
 }
 
 #[test]
@@ -164,10 +274,17 @@ fn two_processes_adding_the_same_model_download_once_and_both_succeed() {
     assert_eq!(home.status()["models"].as_array().unwrap().len(), 1);
 }
 
+/// The template, params and system layers of the test manifest, as Ollama writes them.
+fn ollama_small_layers() -> (Vec<u8>, Vec<u8>, Vec<u8>) {
+    let template = b"{{ if .System }}<|im_start|>system\n{{ .System }}<|im_end|>\n{{ end }}<|im_start|>user\n{{ .Prompt }}<|im_end|>\n<|im_start|>assistant\n".to_vec();
+    let params = br#"{"stop":["<|im_start|>","<|im_end|>"],"temperature":0.2}"#.to_vec();
+    (template, params, b"You are a helpful assistant.".to_vec())
+}
+
 fn ollama_registry(claimed_size: Option<u64>) -> Server {
     let gguf = model_bytes();
     let config = br#"{"model_format":"gguf","model_family":"llama"}"#.to_vec();
-    let template = b"{{ .Prompt }}".to_vec();
+    let (template, params, system) = ollama_small_layers();
     let digest = |b: &[u8]| format!("sha256:{}", sha256_hex(b));
     let manifest = serde_json::json!({
         "schemaVersion": 2,
@@ -176,11 +293,13 @@ fn ollama_registry(claimed_size: Option<u64>) -> Server {
         "layers": [
             {"mediaType": "application/vnd.ollama.image.model", "digest": digest(&gguf), "size": claimed_size.unwrap_or(gguf.len() as u64)},
             {"mediaType": "application/vnd.ollama.image.template", "digest": digest(&template), "size": template.len()},
+            {"mediaType": "application/vnd.ollama.image.params", "digest": digest(&params), "size": params.len()},
+            {"mediaType": "application/vnd.ollama.image.system", "digest": digest(&system), "size": system.len()},
         ],
     });
     let mut b = Behaviour::default();
     b.ollama.insert("library/smol:135m".into(), serde_json::to_vec(&manifest).unwrap());
-    for blob in [gguf.as_ref().clone(), config, template] {
+    for blob in [gguf.as_ref().clone(), config, template, params, system] {
         b.ollama_blobs.insert(digest(&blob), std::sync::Arc::new(blob));
     }
     Server::start(b)
@@ -213,4 +332,37 @@ fn ollama_manifest_lying_about_sizes_is_refused() {
         assert!(!blob_names(&home).contains(&sha256_hex(&model_bytes())));
         assert_eq!(home.status()["models"].as_array().unwrap().len(), 0);
     }
+}
+
+#[test]
+fn ollama_template_params_and_system_layers_are_kept_and_exported_with_their_digests() {
+    let server = ollama_registry(None);
+    let home = Home::new();
+    let out = home.hearth_with(&[("HEARTH_OLLAMA_REGISTRY", &server.url)], &["cache", "add", "ollama://smol:135m"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let (template, params, system) = ollama_small_layers();
+    let blobs = blob_names(&home);
+    for layer in [&template, &params, &system] {
+        assert!(blobs.contains(&sha256_hex(layer)), "a small layer is not stored: {blobs:?}");
+    }
+
+    let out = home.hearth(&["cache", "sync", "--to-ollama", "smol:135m=smol:copy"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let manifest_path = home.ollama().join("manifests/registry.ollama.ai/library/smol/copy");
+    let served = server.behaviour.lock().unwrap().ollama["library/smol:135m"].clone();
+    assert_eq!(std::fs::read(&manifest_path).unwrap(), served, "the registry's manifest is written back as pulled");
+    let manifest: serde_json::Value = serde_json::from_slice(&served).unwrap();
+    let layers = manifest["layers"].as_array().unwrap();
+    for (kind, bytes) in [("template", &template), ("params", &params), ("system", &system)] {
+        let layer = layers.iter().find(|l| l["mediaType"] == format!("application/vnd.ollama.image.{kind}")).unwrap();
+        let digest = layer["digest"].as_str().unwrap().trim_start_matches("sha256:");
+        let blob = std::fs::read(home.ollama().join("blobs").join(format!("sha256-{digest}"))).unwrap_or_else(|e| panic!("{kind} blob: {e}"));
+        assert_eq!(&blob, bytes, "{kind}");
+        assert_eq!(blob.len() as u64, layer["size"].as_u64().unwrap(), "{kind}");
+    }
+    // Ollama's own view: the exported model lists with every layer resolving to a blob of its size.
+    let out = home.hearth(&["cache", "sync"]);
+    assert!(out.status.success() && !text(&out).contains("size mismatch"), "{}", text(&out));
+    let status = home.status();
+    assert!(status["models"].as_array().unwrap().iter().any(|m| m["name"] == "smol:copy" && m["origin"] == "ollama"), "{status}");
 }

@@ -7,6 +7,7 @@ use crate::error::{IoContext, Result, StoreError};
 use crate::fetch::ollama::{Layer, OllamaManifest, MANIFEST_MEDIA_TYPE, MODEL_MEDIA_TYPE};
 use crate::fsutil::{self, check_relative_name};
 use crate::link::{LinkMode, Linker};
+use crate::meta::split_part;
 use crate::registry::{ModelRecord, Origin};
 use crate::store::Store;
 use crate::sync::OLLAMA_HOST;
@@ -54,18 +55,41 @@ impl Store {
         Ok(removed)
     }
 
-    /// (source file, destination) pairs: the GGUF alone, or a safetensors model's files in a sub-folder.
+    /// (source file, destination) pairs: the GGUF (every part of a split one), or a safetensors model's
+    /// files in a sub-folder.
     fn model_link_targets(&self, model: &ModelRecord, model_dir: &Path) -> Result<Vec<(PathBuf, PathBuf)>> {
         if model.format == "gguf" {
-            let file_name = model.entry.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "model.gguf".into());
-            let file_name = if file_name.ends_with(".gguf") { file_name } else { format!("{}.gguf", crate::store::slug(&model.name)) };
-            return Ok(vec![(std::fs::canonicalize(&model.entry).at(&model.entry)?, model_dir.join(file_name))]);
+            let mut files = self.gguf_files(model)?;
+            if let [(name, _)] = files.as_mut_slice() {
+                if !name.ends_with(".gguf") {
+                    *name = format!("{}.gguf", crate::store::slug(&model.name));
+                }
+            }
+            return Ok(files.into_iter().map(|(name, src)| (src, model_dir.join(name))).collect());
         }
         let sub = model_dir.join(model.name.replace(['/', ':'], "--"));
         let mut out = Vec::new();
         for f in self.registry.model_files(model.id)? {
             let rel = check_relative_name(&f.rel_path, &model.name)?;
             out.push((f.location.clone(), sub.join(rel)));
+        }
+        Ok(out)
+    }
+
+    /// The GGUF files a loader needs side by side, as (file name, file): the entry alone, or every part of
+    /// a split GGUF (loaders find the other parts by name next to the first).
+    fn gguf_files(&self, model: &ModelRecord) -> Result<Vec<(String, PathBuf)>> {
+        let entry_name = model.entry.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "model.gguf".into());
+        let Some(part) = split_part(&entry_name) else {
+            return Ok(vec![(entry_name, std::fs::canonicalize(&model.entry).at(&model.entry)?)]);
+        };
+        let files = self.registry.model_files(model.id)?;
+        let mut out = Vec::new();
+        for index in 1..=part.count {
+            let name = part.name_of(index);
+            let file = files.iter().find(|f| f.rel_path.rsplit('/').next() == Some(name.as_str()));
+            let file = file.ok_or_else(|| StoreError::Unsupported { model: model.name.clone(), reason: format!("split GGUF part `{name}` is not registered with it") })?;
+            out.push((name, file.location.clone()));
         }
         Ok(out)
     }
@@ -93,6 +117,10 @@ impl Store {
             if part.contains('/') {
                 return Err(StoreError::BadSource { source_text: as_name.into(), reason: "use name:tag without a namespace".into() });
             }
+        }
+        if let Some(part) = model.entry.file_name().and_then(|n| n.to_str()).and_then(split_part) {
+            let reason = format!("a split GGUF ({} parts) cannot be exported to Ollama, which imports single-file GGUF only; merge it first (llama-gguf-split --merge)", part.count);
+            return Err(StoreError::Unsupported { model: model.name.clone(), reason });
         }
         let files = self.registry.model_files(model.id)?;
         let gguf = files.iter().find(|f| f.rel_path.ends_with(".gguf")).ok_or_else(|| StoreError::NotAModel { path: model.entry.clone() })?;
@@ -167,24 +195,32 @@ impl Store {
         Ok(())
     }
 
-    /// Links a store GGUF into LM Studio's folder as `<publisher>/<repo>/<file>.gguf`.
+    /// Links a store GGUF into LM Studio's folder as `<publisher>/<repo>/<file>.gguf` (every part of a split
+    /// GGUF, side by side); returns the path of the first.
     pub fn export_lmstudio(&mut self, model: &ModelRecord) -> Result<PathBuf> {
         if model.format != "gguf" {
             return Err(StoreError::NotAModel { path: model.entry.clone() });
         }
         let base = model.name.split(':').next().unwrap_or(&model.name);
         let (publisher, repo) = base.split_once('/').unwrap_or(("hearth", base));
-        let file = model.entry.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "model.gguf".into());
-        let file = if model.origin == Origin::Store && file == "model.gguf" { format!("{}.gguf", model.name.replace([':', '/'], "-")) } else { file };
-        let rel = format!("{publisher}/{repo}/{file}");
-        let rel = check_relative_name(&rel, "lmstudio path")?;
+        let mut files = self.gguf_files(model)?;
+        if let [(file, _)] = files.as_mut_slice() {
+            if model.origin == Origin::Store && file == "model.gguf" {
+                *file = format!("{}.gguf", model.name.replace([':', '/'], "-"));
+            }
+        }
         let lms = self.locations.lmstudio_models.clone();
-        let dest = lms.join(rel);
         let app_id = self.registry.ensure_app("lmstudio", &lms, &lms)?;
-        let src = std::fs::canonicalize(&model.entry).at(&model.entry)?;
-        let mode = self.place_link(&mut Linker::default(), &src, &dest)?;
-        self.registry.add_link(app_id, model.id, &dest, file_sha(&src).as_deref(), mode.as_str())?;
-        Ok(dest)
+        let mut linker = Linker::default();
+        let mut first = None;
+        for (file, src) in files {
+            let rel = check_relative_name(&format!("{publisher}/{repo}/{file}"), "lmstudio path")?;
+            let dest = lms.join(rel);
+            let mode = self.place_link(&mut linker, &src, &dest)?;
+            self.registry.add_link(app_id, model.id, &dest, file_sha(&src).as_deref(), mode.as_str())?;
+            first.get_or_insert(dest);
+        }
+        first.ok_or_else(|| StoreError::NotAModel { path: model.entry.clone() })
     }
 }
 

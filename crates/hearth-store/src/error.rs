@@ -40,6 +40,8 @@ pub enum StoreError {
     NothingToFetch { repo: String, reason: String },
     #[error("{path}: not a model (expected a .gguf file or a directory with config.json and *.safetensors)")]
     NotAModel { path: PathBuf },
+    #[error("model `{model}`: {reason}")]
+    Unsupported { model: String, reason: String },
     #[error("app `{0}` is not linked")]
     AppNotLinked(String),
 }

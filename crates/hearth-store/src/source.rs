@@ -20,23 +20,7 @@ pub enum Source {
 pub fn parse_source(text: &str) -> Result<Source> {
     let bad = |reason: &str| StoreError::BadSource { source_text: text.to_string(), reason: reason.to_string() };
     if let Some(rest) = text.strip_prefix("hf://") {
-        let mut parts = rest.splitn(3, '/');
-        let org = parts.next().unwrap_or_default();
-        let repo_rev = parts.next().ok_or_else(|| bad("expected hf://org/repo"))?;
-        let pattern = parts.next().filter(|p| !p.is_empty()).map(str::to_string);
-        let (repo, revision) = match repo_rev.split_once('@') {
-            Some((r, rev)) => (r, rev),
-            None => (repo_rev, "main"),
-        };
-        for (what, part) in [("organisation", org), ("repository", repo), ("revision", revision)] {
-            if !is_safe_segment(part) {
-                return Err(bad(&format!("{what} `{part}` must be letters, digits, `.`, `_` or `-`")));
-            }
-        }
-        if let Some(p) = &pattern {
-            check_relative_name(p, text)?;
-        }
-        return Ok(Source::Hf { repo: format!("{org}/{repo}"), revision: revision.to_string(), pattern });
+        return parse_hf(text, rest);
     }
     if let Some(rest) = text.strip_prefix("ollama://") {
         let (path, tag) = match rest.rsplit_once(':') {
@@ -61,6 +45,69 @@ pub fn parse_source(text: &str) -> Result<Source> {
         return Ok(Source::File(PathBuf::from(rest)));
     }
     Err(StoreError::UnknownScheme(text.to_string()))
+}
+
+/// `hf://org/repo[@revision][/path-or-glob]`. The revision ends at the next `/`, so a revision with
+/// slashes is written URL-encoded (`@feature%2Fx`), as the hub's own URLs carry it; the hub's
+/// pull-request refs are common enough to be recognised as written too (`@refs/pr/1`).
+fn parse_hf(text: &str, rest: &str) -> Result<Source> {
+    let bad = |reason: String| StoreError::BadSource { source_text: text.to_string(), reason };
+    let (org, after_org) = rest.split_once('/').ok_or_else(|| bad("expected hf://org/repo".into()))?;
+    let repo_end = after_org.find(['/', '@']).unwrap_or(after_org.len());
+    let (repo, mut tail) = after_org.split_at(repo_end);
+    let mut revision = "main".to_string();
+    if let Some(after_at) = tail.strip_prefix('@') {
+        let (raw, after_rev) = split_revision(after_at);
+        revision = percent_decode(raw).ok_or_else(|| bad(format!("revision `{raw}` has a bad %-escape")))?;
+        tail = after_rev;
+    }
+    for (what, part) in [("organisation", org), ("repository", repo)] {
+        if !is_safe_segment(part) {
+            return Err(bad(format!("{what} `{part}` must be letters, digits, `.`, `_` or `-`")));
+        }
+    }
+    if !revision.split('/').all(is_safe_segment) {
+        return Err(bad(format!("revision `{revision}` must be `/`-separated letters, digits, `.`, `_` or `-`")));
+    }
+    let pattern = tail.strip_prefix('/').filter(|p| !p.is_empty()).map(str::to_string);
+    if let Some(p) = &pattern {
+        check_relative_name(p, text)?;
+    }
+    Ok(Source::Hf { repo: format!("{org}/{repo}"), revision, pattern })
+}
+
+/// Splits what follows `@` into the revision (still %-encoded) and the rest (`/path` or nothing).
+fn split_revision(s: &str) -> (&str, &str) {
+    if let Some(after) = s.strip_prefix("refs/pr/") {
+        let digits = after.find(|c: char| !c.is_ascii_digit()).unwrap_or(after.len());
+        if digits > 0 {
+            return s.split_at("refs/pr/".len() + digits);
+        }
+    }
+    s.split_at(s.find('/').unwrap_or(s.len()))
+}
+
+fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// A revision as one URL path segment (what huggingface_hub's `quote(revision, safe="")` gives):
+/// `refs/pr/1` → `refs%2Fpr%2F1`.
+pub fn encode_revision(revision: &str) -> String {
+    revision.bytes().map(|b| if b.is_ascii_alphanumeric() || b"-._~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") }).collect()
 }
 
 fn is_safe_segment(s: &str) -> bool {
@@ -120,5 +167,22 @@ mod tests {
         assert!(parse_source("hf://../repo").is_err());
         assert!(parse_source("ollama://../x:1").is_err());
         assert!(parse_source("file://relative").is_err());
+    }
+
+    #[test]
+    fn revisions_with_slashes() {
+        let hf = |repo: &str, rev: &str, pattern: Option<&str>| Source::Hf { repo: repo.into(), revision: rev.into(), pattern: pattern.map(str::to_string) };
+        assert_eq!(parse_source("hf://o/r@refs/pr/12/sub/m.gguf").unwrap(), hf("o/r", "refs/pr/12", Some("sub/m.gguf")));
+        assert_eq!(parse_source("hf://o/r@refs/pr/3").unwrap(), hf("o/r", "refs/pr/3", None));
+        assert_eq!(parse_source("hf://o/r@feature%2Fx/*.gguf").unwrap(), hf("o/r", "feature/x", Some("*.gguf")));
+        assert_eq!(parse_source("hf://o/r@refs%2Fpr%2F1").unwrap(), hf("o/r", "refs/pr/1", None));
+        // Without the encoding, what follows the first `/` is a file: the revision is `feature`.
+        assert_eq!(parse_source("hf://o/r@feature/x").unwrap(), hf("o/r", "feature", Some("x")));
+        assert_eq!(parse_source("hf://o/r/m.gguf").unwrap(), hf("o/r", "main", Some("m.gguf")));
+        for bad in ["hf://o/r@..%2Fx", "hf://o/r@a%2F%2Fb", "hf://o/r@%2Fa", "hf://o/r@a%2", "hf://o/r@", "hf://o/r@a%20b"] {
+            assert!(parse_source(bad).is_err(), "{bad} accepted");
+        }
+        assert_eq!(encode_revision("refs/pr/1"), "refs%2Fpr%2F1");
+        assert_eq!(encode_revision("v1.0_a-b"), "v1.0_a-b");
     }
 }

@@ -5,7 +5,7 @@
 use crate::error::{Result, StoreError};
 use crate::fetch::ollama::{OllamaManifest, MODEL_MEDIA_TYPE};
 use crate::fsutil::{self, check_relative_name, is_sha256_hex, resolve_inside};
-use crate::meta::{self, quant_from_file_name};
+use crate::meta::{self, quant_from_file_name, split_part};
 use crate::registry::{FileRecord, NewModel, Origin};
 use crate::store::Store;
 use serde::Serialize;
@@ -94,19 +94,9 @@ fn index_hf_cache(store: &mut Store, report: &mut SyncReport) -> Result<HashSet<
     Ok(found)
 }
 
-/// The models of one `models--org--name` folder: the snapshot `refs/main` points to (else the only one).
+/// The models of one `models--org--name` folder, at the commit [`hf_commit`] picks.
 fn hf_repo_models(repo_dir: &Path, repo_id: &str, report: &mut SyncReport) -> Result<Vec<NewModel>> {
-    let commit = std::fs::read_to_string(repo_dir.join("refs/main")).ok().map(|s| s.trim().to_string());
-    let commit = match commit {
-        Some(c) => c,
-        None => {
-            let snaps: Vec<String> = std::fs::read_dir(repo_dir.join("snapshots")).map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect()).unwrap_or_default();
-            match snaps.as_slice() {
-                [one] => one.clone(),
-                _ => return Ok(Vec::new()),
-            }
-        }
-    };
+    let Some(commit) = hf_commit(repo_dir) else { return Ok(Vec::new()) };
     check_relative_name(&commit, &repo_dir.display().to_string())?;
     let snapshot = repo_dir.join("snapshots").join(&commit);
     let mut files = Vec::new();
@@ -127,13 +117,17 @@ fn hf_repo_models(repo_dir: &Path, repo_id: &str, report: &mut SyncReport) -> Re
     let source = format!("hf://{repo_id}@{commit}");
     let ggufs: Vec<&String> = files.iter().map(|(rel, _)| rel).filter(|r| r.ends_with(".gguf")).collect();
     let mut models = Vec::new();
-    for g in &ggufs {
+    // A split GGUF is one model of all its parts, opened at the first.
+    for g in ggufs.iter().filter(|g| split_part(g).is_none_or(|p| p.index == 1)) {
+        let Some(records) = gguf_set(g, |rel| files.iter().find(|(r, _)| r == rel).map(|(r, f)| FileRecord { rel_path: r.clone(), ..f.clone() })) else {
+            report.problems.push(format!("{}: split GGUF `{g}` is incomplete; skipped", snapshot.display()));
+            continue;
+        };
         let entry = snapshot.join(g);
         let meta = meta::gguf_meta(&entry);
         let label = quant_from_file_name(g).or_else(|| meta.quantization.clone()).unwrap_or_else(|| g.trim_end_matches(".gguf").to_string());
         let name = format!("{repo_id}:{label}");
-        let file = files.iter().find(|(rel, _)| rel == *g).map(|(rel, f)| FileRecord { rel_path: rel.clone(), ..f.clone() });
-        models.push(new_model(name, Origin::HfCache, format!("{source}/{g}"), meta, Some(commit.clone()), entry, file.into_iter().collect()));
+        models.push(new_model(name, Origin::HfCache, format!("{source}/{g}"), meta, Some(commit.clone()), entry, records));
     }
     let has_safetensors = files.iter().any(|(rel, _)| rel.ends_with(".safetensors"));
     if has_safetensors && snapshot.join("config.json").exists() {
@@ -142,6 +136,36 @@ fn hf_repo_models(repo_dir: &Path, repo_id: &str, report: &mut SyncReport) -> Re
         models.push(new_model(repo_id.to_string(), Origin::HfCache, source, meta, Some(commit), snapshot, records));
     }
     Ok(models)
+}
+
+/// The snapshot to index: the one `refs/main` names; else the one every other ref names (huggingface_hub
+/// writes a ref at its name's path, so `refs/pr/1` is the file `refs/refs/pr/1`); else the only snapshot.
+fn hf_commit(repo_dir: &Path) -> Option<String> {
+    let refs = repo_dir.join("refs");
+    let read = |rel: &str| std::fs::read_to_string(refs.join(rel)).ok().map(|s| s.trim().to_string());
+    if let Some(main) = read("main") {
+        return Some(main);
+    }
+    let mut named: Vec<String> = list_files(&refs).unwrap_or_default().iter().filter_map(|r| read(r)).collect();
+    named.sort_unstable();
+    named.dedup();
+    if let [one] = named.as_slice() {
+        return Some(one.clone());
+    }
+    let snaps: Vec<String> = std::fs::read_dir(repo_dir.join("snapshots")).map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect()).unwrap_or_default();
+    match snaps.as_slice() {
+        [one] => Some(one.clone()),
+        _ => None,
+    }
+}
+
+/// The records of GGUF `name` (every part, for the first part of a split GGUF), found by `record`; none
+/// when a part is missing.
+fn gguf_set(name: &str, record: impl Fn(&str) -> Option<FileRecord>) -> Option<Vec<FileRecord>> {
+    match split_part(name) {
+        Some(p) => (1..=p.count).map(|i| record(&p.name_of(i))).collect(),
+        None => record(name).map(|r| vec![r]),
+    }
 }
 
 fn new_model(name: String, origin: Origin, source: String, meta: meta::ModelMeta, revision: Option<String>, entry: PathBuf, files: Vec<FileRecord>) -> NewModel {
@@ -233,18 +257,42 @@ fn index_lmstudio(store: &mut Store) -> Result<HashSet<String>> {
     let root = store.locations.lmstudio_models.clone();
     let mut found = HashSet::new();
     let Ok(files) = list_files(&root) else { return Ok(found) };
-    for rel in files.into_iter().filter(|r| r.ends_with(".gguf")) {
+    for rel in files.into_iter().filter(|r| r.ends_with(".gguf") && split_part(r).is_none_or(|p| p.index == 1)) {
         let parts: Vec<&str> = rel.split('/').collect();
         let [publisher, repo, file] = parts.as_slice() else { continue };
+        let dir = root.join(publisher).join(repo);
+        let record = |name: &str| {
+            let path = dir.join(name);
+            std::fs::metadata(&path).ok().map(|m| FileRecord { rel_path: name.to_string(), sha256: None, size: m.len(), location: path })
+        };
+        let Some(records) = gguf_set(file, record) else { continue };
         let path = root.join(&rel);
-        let Ok(m) = std::fs::metadata(&path) else { continue };
         let meta = meta::gguf_meta(&path);
         let label = quant_from_file_name(file).unwrap_or_else(|| file.trim_end_matches(".gguf").to_string());
         let name = format!("{publisher}/{repo}:{label}");
-        let record = FileRecord { rel_path: file.to_string(), sha256: None, size: m.len(), location: path.clone() };
         found.insert(name.clone());
-        let model = new_model(name, Origin::LmStudio, format!("file://{}", path.display()), meta, None, path, vec![record]);
+        let model = new_model(name, Origin::LmStudio, format!("file://{}", path.display()), meta, None, path, records);
         register_indexed(store, "lmstudio", &root, model)?;
     }
     Ok(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::hf_commit;
+
+    #[test]
+    fn hf_commit_follows_refs_with_slashes() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = dir.path();
+        for c in ["c0", "c1"] {
+            std::fs::create_dir_all(repo.join("snapshots").join(c)).unwrap();
+        }
+        assert_eq!(hf_commit(repo), None, "two snapshots and no ref: ambiguous");
+        std::fs::create_dir_all(repo.join("refs/refs/pr")).unwrap();
+        std::fs::write(repo.join("refs/refs/pr/1"), "c1").unwrap();
+        assert_eq!(hf_commit(repo).as_deref(), Some("c1"));
+        std::fs::write(repo.join("refs/main"), "c0\n").unwrap();
+        assert_eq!(hf_commit(repo).as_deref(), Some("c0"), "main wins");
+    }
 }

@@ -1,6 +1,6 @@
 //! Helpers of the `hearth cache` tests: a small HTTP/1.1 server on 127.0.0.1 that speaks the Hugging Face
 //! hub protocol (revision → commit with the file list, `resolve` with ETag / X-Repo-Commit /
-//! X-Linked-Etag / Range) and the Ollama registry protocol (v2 manifests and blobs), with switches for
+//! X-Linked-Etag / Range / If-Range) and the Ollama registry protocol (v2 manifests and blobs), with switches for
 //! throttling, 5xx failures, auth, and lies; plus isolated homes so no test touches the real user dirs.
 #![allow(dead_code)]
 
@@ -42,6 +42,11 @@ pub struct Behaviour {
     pub lie_sha: HashMap<String, String>,
     /// Bytes per 10 ms when throttled.
     pub throttle: Option<usize>,
+    /// Serve ranges whatever If-Range says (a server or proxy that ignores it).
+    pub ignore_if_range: bool,
+    /// Revision → commit of every HF repo; empty: any revision is `COMMIT`. As on the hub, a revision is one
+    /// path segment (`refs%2Fpr%2F1`): a raw `/` in it is not found.
+    pub revisions: HashMap<String, String>,
 }
 
 pub struct Server {
@@ -157,9 +162,10 @@ fn respond(stream: &mut TcpStream, status: &str, headers: &[(String, String)], b
 
 fn handle(mut stream: TcpStream, ctx: &Ctx) -> std::io::Result<()> {
     let Some(req) = read_request(&stream) else { return Ok(()) };
-    let range = req.headers.get("range").cloned().unwrap_or_default();
+    let mut range = req.headers.get("range").cloned().unwrap_or_default();
+    let if_range = req.headers.get("if-range").cloned().unwrap_or_default();
     let auth = req.headers.get("authorization").cloned().unwrap_or_default();
-    ctx.log.lock().unwrap().push(format!("{} {} range={range} auth={auth}", req.method, req.path));
+    ctx.log.lock().unwrap().push(format!("{} {} range={range} if-range={if_range} auth={auth}", req.method, req.path));
     let b = ctx.behaviour.lock().unwrap();
     if let Some(token) = &b.token {
         if auth != format!("Bearer {token}") {
@@ -184,12 +190,17 @@ fn handle(mut stream: TcpStream, ctx: &Ctx) -> std::io::Result<()> {
     if let [org, repo, "resolve", _rev, file] = parts.as_slice() {
         let found = b.hf.get(&format!("{org}/{repo}")).and_then(|files| files.iter().find(|f| f.name == *file)).cloned();
         let throttle = b.throttle;
+        let ignore_if_range = b.ignore_if_range;
         drop(b);
         let Some(f) = found else { return respond(&mut stream, "404 Not Found", &[], b"Entry not found", None, ctx) };
         if fail_once(ctx) {
             return respond(&mut stream, "503 Service Unavailable", &[], b"try again", None, ctx);
         }
         let etag = if f.lfs { sha256_hex(&f.bytes) } else { git_sha1(&f.bytes) };
+        // RFC 9110 If-Range: a validator that no longer matches turns the range request into a full 200.
+        if !ignore_if_range && !if_range.is_empty() && if_range != format!("\"{etag}\"") {
+            range.clear();
+        }
         let mut headers = vec![("ETag".to_string(), format!("\"{etag}\"")), ("X-Repo-Commit".into(), COMMIT.into()), ("Accept-Ranges".into(), "bytes".into())];
         if f.lfs {
             headers.push(("X-Linked-Etag".into(), format!("\"{etag}\"")));
@@ -220,7 +231,8 @@ fn serve_range(stream: &mut TcpStream, bytes: &[u8], range: &str, mut headers: V
 fn hf_revision(b: &Behaviour, rest: &str) -> Option<String> {
     // {org}/{repo}/revision/{rev}
     let parts: Vec<&str> = rest.splitn(4, '/').collect();
-    let [org, repo, "revision", _rev] = parts.as_slice() else { return None };
+    let [org, repo, "revision", rev] = parts.as_slice() else { return None };
+    let commit = if b.revisions.is_empty() { COMMIT.to_string() } else { b.revisions.get(&percent_decode(rev)?)?.clone() };
     let files = b.hf.get(&format!("{org}/{repo}"))?;
     let siblings: Vec<String> = files
         .iter()
@@ -234,7 +246,24 @@ fn hf_revision(b: &Behaviour, rest: &str) -> Option<String> {
             }
         })
         .collect();
-    Some(format!(r#"{{"id":"{org}/{repo}","sha":"{COMMIT}","siblings":[{}]}}"#, siblings.join(",")))
+    Some(format!(r#"{{"id":"{org}/{repo}","sha":"{commit}","siblings":[{}]}}"#, siblings.join(",")))
+}
+
+/// One URL path segment decoded; `None` for a raw `/` (another segment) or a bad escape.
+fn percent_decode(s: &str) -> Option<String> {
+    let mut out = Vec::new();
+    let mut bytes = s.bytes();
+    while let Some(b) = bytes.next() {
+        match b {
+            b'/' => return None,
+            b'%' => {
+                let hex = [bytes.next()?, bytes.next()?];
+                out.push(u8::from_str_radix(std::str::from_utf8(&hex).ok()?, 16).ok()?);
+            }
+            _ => out.push(b),
+        }
+    }
+    String::from_utf8(out).ok()
 }
 
 fn serde_json_escape(s: &str) -> String {

@@ -1,13 +1,15 @@
 //! The Hugging Face hub protocol: `GET /api/models/{repo}/revision/{rev}?blobs=true` pins the revision to
 //! a commit and lists the files (with LFS sha256 and sizes); files come from
-//! `/{repo}/resolve/{commit}/{file}`. `HF_TOKEN` is sent as a bearer token, `HF_ENDPOINT` replaces the host.
+//! `/{repo}/resolve/{commit}/{file}`. The revision is one URL path segment (`refs/pr/1` → `refs%2Fpr%2F1`),
+//! as huggingface_hub sends it. `HF_TOKEN` is sent as a bearer token, `HF_ENDPOINT` replaces the host.
 
 use super::http::{Download, Http};
 use crate::error::{Result, StoreError};
 use crate::fsutil::{check_relative_name, is_sha256_hex};
-use crate::meta::quant_from_file_name;
+use crate::meta::{quant_from_file_name, split_part};
 use crate::registry::ModelRecord;
-use crate::store::Store;
+use crate::source::encode_revision;
+use crate::store::{Store, StoredFile};
 use serde::Deserialize;
 
 #[derive(Deserialize)]
@@ -42,7 +44,7 @@ pub fn add(store: &mut Store, repo: &str, revision: &str, pattern: Option<&str>,
     let http = Http::new(&store.remotes)?;
     let endpoint = store.remotes.hf_endpoint.trim_end_matches('/').to_string();
     let token = store.remotes.hf_token.clone();
-    let api = format!("{endpoint}/api/models/{repo}/revision/{revision}?blobs=true");
+    let api = format!("{endpoint}/api/models/{repo}/revision/{}?blobs=true", encode_revision(revision));
     let body = http.get_bytes(&api, token.as_deref(), None)?;
     let info: RevisionInfo = serde_json::from_slice(&body).map_err(|e| StoreError::BadResponse { what: api.clone(), message: e.to_string() })?;
     if info.sha.len() < 7 || !info.sha.chars().all(|c| c.is_ascii_hexdigit()) {
@@ -51,7 +53,7 @@ pub fn add(store: &mut Store, repo: &str, revision: &str, pattern: Option<&str>,
     for s in &info.siblings {
         check_relative_name(&s.rfilename, &api)?;
     }
-    let chosen = select_files(repo, &info.siblings, pattern)?;
+    let chosen = complete_split_sets(repo, &info.siblings, select_files(repo, &info.siblings, pattern)?)?;
     let downloads: Vec<Download> = chosen
         .iter()
         .map(|s| Download {
@@ -64,14 +66,7 @@ pub fn add(store: &mut Store, repo: &str, revision: &str, pattern: Option<&str>,
         .collect();
     let stored = http.download_all(&store.blobs, &downloads, token.as_deref())?;
     store.record_blobs(&stored)?;
-    let ggufs: Vec<&str> = stored.iter().map(|f| f.rel_path.as_str()).filter(|p| p.ends_with(".gguf")).collect();
-    let (name, entry) = match ggufs.as_slice() {
-        [one] => {
-            let label = quant_from_file_name(one).unwrap_or_else(|| one.trim_end_matches(".gguf").to_string());
-            (format!("{repo}:{label}"), Some(one.to_string()))
-        }
-        _ => (repo.to_string(), None),
-    };
+    let (name, entry) = name_and_entry(repo, &stored);
     let source = match pattern {
         Some(p) => format!("hf://{repo}@{}/{p}", info.sha),
         None => format!("hf://{repo}@{}", info.sha),
@@ -116,6 +111,37 @@ fn select_files(repo: &str, siblings: &[Sibling], pattern: Option<&str>) -> Resu
         return Err(nothing(format!("neither GGUF nor safetensors files (files: {})", names(siblings))));
     }
     Ok(files)
+}
+
+/// Any part of a split GGUF brings its whole set: one part alone is not a model.
+fn complete_split_sets(repo: &str, siblings: &[Sibling], chosen: Vec<Sibling>) -> Result<Vec<Sibling>> {
+    let mut wanted: std::collections::HashSet<String> = chosen.iter().map(|s| s.rfilename.clone()).collect();
+    for s in &chosen {
+        let Some(part) = split_part(&s.rfilename) else { continue };
+        for index in 1..=part.count {
+            let name = part.name_of(index);
+            if !siblings.iter().any(|x| x.rfilename == name) {
+                let reason = format!("split GGUF `{}` lacks its part `{name}`", s.rfilename);
+                return Err(StoreError::NothingToFetch { repo: repo.to_string(), reason });
+            }
+            wanted.insert(name);
+        }
+    }
+    Ok(siblings.iter().filter(|s| wanted.contains(&s.rfilename)).cloned().collect())
+}
+
+/// `repo:QUANT` and the GGUF to open when the files hold one GGUF model (a split set opens at its first
+/// part); otherwise the repo and its folder.
+fn name_and_entry(repo: &str, stored: &[StoredFile]) -> (String, Option<String>) {
+    let models: Vec<&str> =
+        stored.iter().map(|f| f.rel_path.as_str()).filter(|p| p.ends_with(".gguf") && split_part(p).is_none_or(|s| s.index == 1)).collect();
+    match models.as_slice() {
+        [one] => {
+            let label = quant_from_file_name(one).unwrap_or_else(|| split_part(one).map_or(one.trim_end_matches(".gguf"), |s| s.base).to_string());
+            (format!("{repo}:{label}"), Some(one.to_string()))
+        }
+        _ => (repo.to_string(), None),
+    }
 }
 
 fn names(siblings: &[Sibling]) -> String {

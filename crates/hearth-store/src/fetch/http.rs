@@ -3,6 +3,10 @@
 //! small hub files), retried with exponential backoff on 5xx, 429 and dropped connections, several files at
 //! once, with one progress bar per file. A partial file lives only under `tmp/`; blobs appear under their
 //! final name by rename after verification.
+//!
+//! A partial file keeps, beside it, the validator (strong ETag, else Last-Modified) of the response it
+//! came from; a resume sends it as `If-Range`, so a file that changed on the server comes back whole (200)
+//! and replaces the partial instead of its tail being appended to the old bytes.
 
 use crate::config::Remotes;
 use crate::error::{IoContext, Result, StoreError};
@@ -12,7 +16,7 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use sha2::{Digest, Sha256};
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Read, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -138,7 +142,7 @@ impl Http {
         let (sha256, size) = result?;
         if let Err(e) = verify(d, &part, &sha256, size) {
             // A verified-bad partial must not be resumed.
-            let _ = std::fs::remove_file(&part);
+            discard_partial(&part);
             return Err(e);
         }
         if key == sha256 {
@@ -146,6 +150,7 @@ impl Http {
         } else {
             store.publish(&part, &sha256)?;
         }
+        let _ = std::fs::remove_file(validator_path(&part));
         Ok(done(sha256, size))
     }
 
@@ -180,8 +185,12 @@ impl Http {
         if let Some(token) = auth {
             req = req.bearer_auth(token);
         }
+        let recorded = if *have > 0 { read_validator(part)? } else { None };
         if *have > 0 {
             req = req.header(reqwest::header::RANGE, format!("bytes={have}-"));
+            if let Some(v) = &recorded {
+                req = req.header(reqwest::header::IF_RANGE, v.as_str());
+            }
         }
         let resp = match req.send() {
             Ok(r) => r,
@@ -194,17 +203,25 @@ impl Http {
                 if start != Some(*have) {
                     return Err(StoreError::BadResponse { what: d.url.clone(), message: format!("asked for bytes from {have}, got Content-Range {start:?}") });
                 }
+                // A server that ignores If-Range would hand us the tail of another version.
+                if let (Some(was), Some(now)) = (&recorded, response_validator(&resp)) {
+                    if *was != now {
+                        restart(part, hasher, have)?;
+                        return Ok(Attempt::Retry(format!("the file changed on the server ({was} → {now}); restarting")));
+                    }
+                }
             }
             200 => {
-                // Whole file again (no range support, or the partial was stale): start over.
+                // Whole file again (no range support, or it changed since the partial began): start over.
+                // Truncate before recording the new validator: a kill in between leaves an empty partial,
+                // never old bytes under the new version's validator.
                 *have = 0;
                 *hasher = Sha256::new();
                 File::create(part).at(part)?;
+                record_validator(part, response_validator(&resp).as_deref())?;
             }
             416 => {
-                std::fs::remove_file(part).at(part)?;
-                *have = 0;
-                *hasher = Sha256::new();
+                restart(part, hasher, have)?;
                 return Ok(Attempt::Retry("range not satisfiable; restarting".into()));
             }
             s if is_transient(resp.status()) => return Ok(Attempt::Retry(format!("HTTP {s}"))),
@@ -249,6 +266,58 @@ impl Http {
             _ => Ok(Attempt::Done),
         }
     }
+}
+
+/// Where the validator of `part`'s response is kept.
+fn validator_path(part: &Path) -> PathBuf {
+    part.with_extension("validator")
+}
+
+/// The strong validator of a response: its ETag unless weak (`W/…`, not allowed in If-Range), else its
+/// Last-Modified date.
+fn response_validator(resp: &reqwest::blocking::Response) -> Option<String> {
+    let header = |name| resp.headers().get(name).and_then(|v| v.to_str().ok()).map(str::trim).filter(|v| !v.is_empty());
+    header(reqwest::header::ETAG).filter(|e| !e.starts_with("W/")).or_else(|| header(reqwest::header::LAST_MODIFIED)).map(str::to_string)
+}
+
+/// Records (atomically) the validator of the response `part` is filled from; none removes a stale one.
+fn record_validator(part: &Path, validator: Option<&str>) -> Result<()> {
+    let path = validator_path(part);
+    match validator {
+        Some(v) => fsutil::write_atomic(&path, v.as_bytes()),
+        None => match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(StoreError::Io { path, source: e }),
+            _ => Ok(()),
+        },
+    }
+}
+
+/// The validator recorded beside `part`; none for a partial left by a run that got no validator.
+fn read_validator(part: &Path) -> Result<Option<String>> {
+    let path = validator_path(part);
+    match std::fs::read_to_string(&path) {
+        // Header values are visible ASCII; anything else is not worth sending.
+        Ok(v) => Ok(Some(v.trim().to_string()).filter(|v| !v.is_empty() && v.bytes().all(|b| (0x20..0x7f).contains(&b)))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(StoreError::Io { path, source: e }),
+    }
+}
+
+/// Drops the partial file and its validator so the next attempt starts from byte 0.
+fn restart(part: &Path, hasher: &mut Sha256, have: &mut u64) -> Result<()> {
+    match std::fs::remove_file(part) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(StoreError::Io { path: part.to_path_buf(), source: e }),
+        _ => {}
+    }
+    record_validator(part, None)?;
+    *have = 0;
+    *hasher = Sha256::new();
+    Ok(())
+}
+
+fn discard_partial(part: &Path) {
+    let _ = std::fs::remove_file(part);
+    let _ = std::fs::remove_file(validator_path(part));
 }
 
 /// Hashes what an earlier, interrupted run left in `part`; returns its length.
