@@ -12,9 +12,14 @@ use std::time::{Duration, Instant};
 
 #[derive(Args)]
 pub struct DashArgs {
-    /// Servers to watch (repeatable); default: the usual ports of hearth, Ollama, llama.cpp, vLLM, the proxy.
+    /// Servers to watch (repeatable), besides those in the monitor config; without any, the usual ports
+    /// of hearth, Ollama, llama.cpp, vLLM and the proxy are probed too.
     #[arg(long = "endpoint")]
     pub endpoints: Vec<String>,
+    /// The monitor config (YAML: `endpoints:` a list of name, url, kind); default
+    /// `$XDG_CONFIG_HOME/hearth/monitor.yaml` (`~/.config/hearth/monitor.yaml`); a missing file is no endpoints.
+    #[arg(long, env = "HEARTH_MONITOR_CONFIG")]
+    pub config: Option<PathBuf>,
     /// Serve the web dashboard instead of drawing in the terminal.
     #[arg(long)]
     pub web: bool,
@@ -36,7 +41,10 @@ pub struct DashArgs {
 
 pub fn run(args: DashArgs) -> Result<()> {
     let history = if args.no_history { None } else { Some(open_pruned(&args.db, args.keep_days)?) };
-    let config = MonitorConfig { endpoints: args.endpoints.clone(), history, cache: Some(store_cache_reader()), ..MonitorConfig::default() };
+    let config_path = args.config.clone().unwrap_or_else(default_config_path);
+    let from_file = hearth_monitor::endpoints::load(&config_path)?;
+    let endpoints = hearth_monitor::endpoints::resolve(&args.endpoints, from_file);
+    let config = MonitorConfig { endpoints, history, cache: Some(store_cache_reader()), ..MonitorConfig::default() };
     if let Some(secs) = args.json_after {
         return hearth_monitor::block_on(print_snapshot_after(config, secs))?;
     }
@@ -45,6 +53,13 @@ pub fn run(args: DashArgs) -> Result<()> {
     }
     hearth_monitor::block_on(hearth_monitor::tui::run(config))??;
     Ok(())
+}
+
+/// `monitor.yaml` beside the store's `config.yaml`: `$XDG_CONFIG_HOME/hearth/` (`~/.config/hearth/`).
+fn default_config_path() -> PathBuf {
+    let env = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
+    let home = env("HOME").unwrap_or_else(|| PathBuf::from("/"));
+    env("XDG_CONFIG_HOME").unwrap_or_else(|| home.join(".config")).join("hearth/monitor.yaml")
 }
 
 fn open_pruned(db: &DbArg, keep_days: u32) -> Result<Arc<Mutex<History>>> {

@@ -25,6 +25,10 @@ pub struct ProxyArgs {
 pub fn run(args: ProxyArgs) -> Result<()> {
     let history = if args.no_history { None } else { Some(Arc::new(Mutex::new(args.db.open()?))) };
     let state = ProxyState::new(&args.upstream, history)?;
+    match state.upstream_pid() {
+        Some(pid) => eprintln!("hearth proxy: upstream process {pid}: sessions record its peak memory"),
+        None => eprintln!("hearth proxy: no local process listens on {} (yet): sessions record peak memory as unknown until one does", args.upstream),
+    }
     hearth_monitor::block_on(async move {
         let listener = hearth_monitor::bind(&args.listen).await?;
         let local = listener.local_addr().map(|a| a.to_string()).unwrap_or(args.listen.clone());

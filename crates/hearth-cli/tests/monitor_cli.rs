@@ -214,6 +214,41 @@ fn dash_json_snapshot_names_a_down_endpoint() {
     assert!(snap["memory"]["total_bytes"].as_u64().unwrap() > 0);
 }
 
+/// Without `--endpoint`, `hearth dash` watches the servers named in `$XDG_CONFIG_HOME/hearth/monitor.yaml`
+/// (here a llama-server on a port no default covers), with their names, besides the default ports.
+#[test]
+fn dash_lists_an_endpoint_named_in_the_monitor_config() {
+    let _serial = SERVER_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let (_server, port) = llama_server();
+    let dir = tempfile::tempdir().unwrap();
+    let config_dir = dir.path().join("config");
+    std::fs::create_dir_all(config_dir.join("hearth")).unwrap();
+    let closed = free_port();
+    let yaml = format!("endpoints:\n  - name: bench box\n    url: http://127.0.0.1:{port}\n  - name: typed\n    url: http://127.0.0.1:{closed}/v1\n    kind: ollama\n");
+    std::fs::write(config_dir.join("hearth/monitor.yaml"), yaml).unwrap();
+    let dash = |extra: &[&str]| Command::new(HEARTH).args(["dash", "--json-after", "2.5", "--no-history"]).args(extra).env("XDG_CONFIG_HOME", &config_dir).env_remove("HEARTH_MONITOR_CONFIG").output().unwrap();
+    let out = dash(&[]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    let snap: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let endpoints = snap["endpoints"].as_array().unwrap();
+    let by_url = |url: String| endpoints.iter().find(|e| e["url"] == url.as_str()).unwrap_or_else(|| panic!("{url} not listed: {stdout}"));
+    let llama = by_url(format!("http://127.0.0.1:{port}"));
+    assert_eq!((llama["name"].as_str(), llama["up"].as_bool(), llama["kind"].as_str()), (Some("bench box"), Some(true), Some("llama.cpp")), "{stdout}");
+    assert!(llama["models"].to_string().contains("smollm2"), "{stdout}");
+    // A configured server that is down is shown (with its name), not hidden like an empty default port.
+    let down = by_url(format!("http://127.0.0.1:{closed}/v1"));
+    assert_eq!((down["name"].as_str(), down["up"].as_bool()), (Some("typed"), Some(false)), "{stdout}");
+    assert!(down["error"].as_str().unwrap().contains("cannot reach"), "{stdout}");
+
+    // A broken file is an error naming it, not a silently empty list.
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(&bad, "endpoints:\n  - url: not a url\n").unwrap();
+    let out = dash(&["--config", bad.to_str().unwrap()]);
+    let stderr = text(&out).1;
+    assert!(!out.status.success() && stderr.contains("bad.yaml") && stderr.contains("endpoints[0].url"), "{stderr}");
+}
+
 /// A tmux session, killed on drop.
 struct Tmux(String);
 
@@ -265,6 +300,57 @@ fn dash_in_tmux_shows_live_tok_s_then_idle() {
     wait_until("the dashboard to quit on q", Duration::from_secs(10), || !Command::new("tmux").args(["has-session", "-t", &name]).stderr(Stdio::null()).status().unwrap().success());
 }
 
+/// `b` in the dashboard runs the standard 10-prompt benchmark against the server it watches: the footer
+/// says it runs, then gives the result, which is in the history (`hearth bench list`) and the `h` view.
+#[test]
+fn dash_in_tmux_runs_the_standard_benchmark_on_b_and_saves_it() {
+    if Command::new("tmux").arg("-V").output().is_err() {
+        eprintln!("skipped: tmux is not installed (scripts/setup-system.sh installs it as root)");
+        return;
+    }
+    let _serial = SERVER_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let (_server, port) = llama_server();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("monitor.db");
+    let name = format!("hearth-dash-bench-test-{}", std::process::id());
+    let cmd = format!("'{HEARTH}' dash --db '{}' --endpoint http://127.0.0.1:{port}", db.display());
+    let status = Command::new("tmux").args(["new-session", "-d", "-s", &name, "-x", "110", "-y", "30", &cmd]).env("TERM", "xterm-256color").status().unwrap();
+    assert!(status.success());
+    let tmux = Tmux(name.clone());
+    wait_until("the dashboard to show the idle server", Duration::from_secs(20), || {
+        let s = tmux.capture();
+        s.contains("hearth │ idle") && s.contains("smollm2")
+    });
+    Command::new("tmux").args(["send-keys", "-t", &name, "b"]).status().unwrap();
+    let mut running = String::new();
+    wait_until("the benchmark to start", Duration::from_secs(10), || {
+        running = tmux.capture();
+        running.contains("running the standard benchmark on smollm2") && running.contains("benchmark running…")
+    });
+    eprintln!("while the benchmark runs:\n{running}");
+    let mut done = String::new();
+    wait_until("the benchmark's result", Duration::from_secs(240), || {
+        done = tmux.capture();
+        done.contains("benchmark #1 complete:")
+    });
+    eprintln!("after it:\n{done}");
+    assert!(done.contains("last bench #1"), "{done}");
+    let out = hearth(&["bench", "list", "--format", "json"], &db);
+    let runs: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {:?}", text(&out)));
+    let r = &runs[0];
+    assert_eq!(runs.as_array().map(Vec::len), Some(1), "{runs}");
+    assert_eq!((r["id"].as_i64(), r["model"].as_str(), r["prompts"].as_str(), r["status"].as_str()), (Some(1), Some("smollm2"), Some("standard"), Some("complete")), "{r}");
+    assert_eq!((r["prompt_count"].as_u64(), r["completed"].as_u64(), r["failed"].as_u64()), (Some(10), Some(10), Some(0)), "{r}");
+    assert!(r["output_tok_s"].as_f64().unwrap() > 0.0 && r["peak_memory_bytes"].as_u64().is_some(), "{r}");
+    Command::new("tmux").args(["send-keys", "-t", &name, "h"]).status().unwrap();
+    wait_until("the history view to list the run", Duration::from_secs(10), || {
+        let s = tmux.capture();
+        s.contains("Benchmarks (h: back)") && s.lines().any(|l| l.contains(" 1  smollm2") && l.contains("complete") && l.contains("10/10"))
+    });
+    Command::new("tmux").args(["send-keys", "-t", &name, "q"]).status().unwrap();
+    wait_until("the dashboard to quit on q", Duration::from_secs(10), || !Command::new("tmux").args(["has-session", "-t", &name]).stderr(Stdio::null()).status().unwrap().success());
+}
+
 /// A WebDriver call to chromedriver on `port`; the JSON `value` of the answer.
 fn webdriver(port: u16, method: &str, path: &str, body: serde_json::Value) -> serde_json::Value {
     let body = if body.is_null() { String::new() } else { body.to_string() };
@@ -274,8 +360,37 @@ fn webdriver(port: u16, method: &str, path: &str, body: serde_json::Value) -> se
     v["value"].clone()
 }
 
+/// A history to chart: two real benchmark runs against the server on `port`, then (imported) 30 minutes
+/// of samples whose tok/s peaks at 529 — far above SmolLM2 on this machine, so the chart's peak is theirs —
+/// and a proxied session whose server process was unknown.
+fn seed_history(db: &Path, port: u16) {
+    let dir = db.parent().unwrap();
+    let prompts = dir.join("two.txt");
+    std::fs::write(&prompts, "Say hello.\nName three colours.\n").unwrap();
+    for _ in 0..2 {
+        let out = hearth(&["bench", "run", "--endpoint", &format!("http://127.0.0.1:{port}"), "--prompts", prompts.to_str().unwrap(), "--max-tokens", "8"], db);
+        assert!(out.status.success(), "{:?}", text(&out));
+    }
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    let samples: Vec<serde_json::Value> = (0..30i64)
+        .flat_map(|i| {
+            let ts = now - (40 - i) * 60_000;
+            [
+                serde_json::json!({"ts_ms": ts, "endpoint": "http://127.0.0.1:1", "metric": "tok_s", "value": 500 + i, "bucket_ms": 0}),
+                serde_json::json!({"ts_ms": ts, "endpoint": "system", "metric": "memory_used_bytes", "value": (2i64 << 30) + i * (16 << 20), "bucket_ms": 0}),
+            ]
+        })
+        .collect();
+    let session = serde_json::json!({"id": null, "endpoint": "http://10.0.0.5:11434", "model": "remote:7b", "start_ms": now - 600_000, "end_ms": now - 590_000,
+        "tokens": 40, "avg_tok_s": 20.0, "server_tok_s": null, "peak_memory_bytes": null, "source": "proxy"});
+    let export = dir.join("seed.json");
+    std::fs::write(&export, serde_json::json!({"sessions": [session], "benchmarks": [], "samples": samples}).to_string()).unwrap();
+    let out = hearth(&["history", "import", export.to_str().unwrap()], db);
+    assert!(out.status.success(), "{:?}", text(&out));
+}
+
 #[test]
-fn web_dashboard_in_headless_chromium_shows_live_tok_s() {
+fn web_dashboard_in_headless_chromium_shows_live_tok_s_history_and_benchmarks() {
     let (chromium, driver) = (Path::new("/usr/bin/chromium"), "chromedriver");
     if !chromium.exists() || !have(driver) {
         eprintln!("skipped: Debian's chromium and chromium-driver are not installed (scripts/setup-system.sh installs them as root)");
@@ -283,9 +398,13 @@ fn web_dashboard_in_headless_chromium_shows_live_tok_s() {
     }
     let _serial = SERVER_LOCK.lock().unwrap_or_else(|e| e.into_inner());
     let (_server, port) = llama_server();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("monitor.db");
+    seed_history(&db, port);
     let web_port = free_port();
     let dash = Command::new(HEARTH)
-        .args(["dash", "--web", "--no-history", "--addr", &format!("127.0.0.1:{web_port}"), "--endpoint", &format!("http://127.0.0.1:{port}")])
+        .args(["dash", "--web", "--addr", &format!("127.0.0.1:{web_port}"), "--endpoint", &format!("http://127.0.0.1:{port}"), "--db"])
+        .arg(&db)
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
@@ -299,12 +418,27 @@ fn web_dashboard_in_headless_chromium_shows_live_tok_s() {
     let _chromedriver = Killed(chromedriver);
     wait_until("chromedriver", Duration::from_secs(20), || http("GET", driver_port, "/status", "").is_some_and(|(s, _)| s == 200));
     let caps = serde_json::json!({"capabilities": {"alwaysMatch": {"goog:chromeOptions": {
-        "binary": chromium, "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1200,1000"]}}}});
+        "binary": chromium, "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1200,2200"]}}}});
     let session = webdriver(driver_port, "POST", "/session", caps)["sessionId"].as_str().unwrap().to_string();
     let base = format!("/session/{session}");
     webdriver(driver_port, "POST", &format!("{base}/url"), serde_json::json!({"url": format!("http://127.0.0.1:{web_port}/")}));
-    let toks = || webdriver(driver_port, "POST", &format!("{base}/execute/sync"), serde_json::json!({"script": "return document.getElementById('toks').textContent", "args": []})).as_str().unwrap_or("").to_string();
+    let js = |script: &str| webdriver(driver_port, "POST", &format!("{base}/execute/sync"), serde_json::json!({"script": script, "args": []}));
+    let toks = || js("return document.getElementById('toks').textContent").as_str().unwrap_or("").to_string();
     wait_until("the page to show idle", Duration::from_secs(20), || toks() == "idle");
+
+    // History charts drawn from the database (not the live series), the benchmarks as bars and rows.
+    let chart_points = |id: &str| js(&format!("return Number(document.getElementById('{id}').dataset.points || 0)")).as_u64().unwrap_or(0);
+    wait_until("the history charts", Duration::from_secs(20), || chart_points("tok-history") >= 30 && chart_points("mem-history") >= 30);
+    assert_eq!(js("return document.querySelector('#tok-history .peak').textContent"), "peak 529.0 tok/s");
+    // The seeded minute samples (the oldest) make one unbroken line; live samples of now may follow apart.
+    let first_line = js("return document.querySelector('#tok-history polyline')?.getAttribute('points').split(' ').length || 0");
+    assert_eq!(first_line.as_u64(), Some(30), "one unbroken line over the 30 minute samples");
+    assert_eq!(js("return document.querySelectorAll('#bench-chart rect.bench-bar').length").as_u64(), Some(2));
+    assert_eq!(js("return document.querySelectorAll('#benchmarks tbody input[name=a]').length").as_u64(), Some(2));
+    let sessions = js("return document.getElementById('sessions').textContent").as_str().unwrap_or("").to_string();
+    assert!(sessions.contains("remote:7b") && sessions.contains("unknown"), "a session without a known server process: {sessions}");
+    js("document.getElementById('compare-btn').click(); return null");
+    wait_until("the comparison of the two runs", Duration::from_secs(10), || js("return document.getElementById('comparison').textContent").as_str().is_some_and(|t| t.contains("×")));
 
     let generation = long_generation(port, 400);
     let mut seen = Vec::new();

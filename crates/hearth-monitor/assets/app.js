@@ -33,7 +33,7 @@ function renderEndpoints(s) {
     const models = e.models.map((m) => esc(m.name) + (m.size_bytes ? ` (${fmt(m.size_bytes / MIB, 0)} MiB)` : '')).join(', ') || 'no model loaded';
     const state = e.up ? (e.busy ? `${fmt(e.tok_s)} tok/s` : 'idle') : `down: ${esc(e.error || '')}`;
     const rss = e.rss_bytes ? ` · RSS ${fmt(e.rss_bytes / MIB, 0)} MiB` : '';
-    return `<div><span class="${e.up ? 'up' : 'down'}">●</span> <b>${esc(e.kind || '?')}</b> ${esc(e.url)} — ${state}<br><span class="muted">${models}${rss}</span></div>`;
+    return `<div><span class="${e.up ? 'up' : 'down'}">●</span> <b>${esc(e.kind || '?')}</b>${e.name ? ` <b>${esc(e.name)}</b>` : ''} ${esc(e.url)} — ${state}<br><span class="muted">${models}${rss}</span></div>`;
   }).join('');
 }
 
@@ -60,16 +60,76 @@ function renderSnapshot(s) {
 
 async function getJson(url) {
   const r = await fetch(url);
-  if (r.status === 404 && url.startsWith('/api/models')) throw new Error('no history: the dashboard runs with --no-history');
-  if (!r.ok) throw new Error(`${url}: ${r.status} ${await r.text()}`);
+  const body = r.ok ? null : await r.text();
+  if (r.status === 404 && body === 'no history database') throw new Error('no history: the dashboard runs with --no-history');
+  if (!r.ok) throw new Error(`${url}: ${r.status} ${body}`);
   return r.json();
+}
+
+const when = (ms) => new Date(ms).toLocaleString();
+const bytes = (b) => (b >= GIB ? `${fmt(b / GIB, 2)} GiB` : `${fmt(b / MIB, 0)} MiB`);
+const unknown = '<span class="unknown" title="the server process was not found (remote, or not local to this machine)">unknown</span>';
+
+// A line chart of (ms, value) points as inline SVG (parsed from markup, so no namespace URL is needed):
+// the peak on top, the span's ends below, lines broken where the samples stop (the monitor was not running).
+function lineChart(el, points, since, until, label, cls) {
+  el.dataset.points = points.length;
+  if (!points.length) { el.innerHTML = '<p class="muted">no samples in this range</p>'; return; }
+  const w = Math.max(el.clientWidth, 300), h = 140, pad = 4, top = 18, bottom = 18;
+  const max = Math.max(...points.map((p) => p[1]), 1e-9);
+  const x = (t) => pad + ((t - since) / Math.max(until - since, 1)) * (w - 2 * pad);
+  const y = (v) => top + (1 - v / max) * (h - top - bottom);
+  // Samples older than a day are minute means: a gap is more than three minutes (or buckets) without one.
+  const gap = Math.max((3 * (until - since)) / 600, 180000);
+  const runs = [[]];
+  points.forEach((p, i) => {
+    if (i && p[0] - points[i - 1][0] > gap) runs.push([]);
+    runs[runs.length - 1].push(`${x(p[0]).toFixed(1)},${y(p[1]).toFixed(1)}`);
+  });
+  const lines = runs.map((r) => (r.length > 1 ? `<polyline class="${cls}" points="${r.join(' ')}"/>` : `<circle class="${cls}" r="2" cx="${r[0].split(',')[0]}" cy="${r[0].split(',')[1]}"/>`)).join('');
+  el.innerHTML = `<svg width="${w}" height="${h}" viewBox="0 0 ${w} ${h}" role="img">
+    <line class="grid" x1="${pad}" x2="${w - pad}" y1="${top}" y2="${top}"/><line class="grid" x1="${pad}" x2="${w - pad}" y1="${h - bottom}" y2="${h - bottom}"/>
+    <text class="axis peak" x="${pad}" y="12">peak ${esc(label(max))}</text>
+    <text class="axis" x="${pad}" y="${h - 4}">${esc(when(since))}</text><text class="axis" x="${w - pad}" y="${h - 4}" text-anchor="end">${esc(when(until))}</text>${lines}</svg>`;
+}
+
+// Output tok/s of the newest runs as horizontal bars, oldest on top; partial and failed runs in red.
+function benchChart(el, runs) {
+  const shown = runs.slice(0, 10).reverse();
+  if (!shown.length) { el.innerHTML = '<p class="muted">no benchmarks yet: run hearth bench run, or press b in hearth dash</p>'; return; }
+  const w = Math.max(el.clientWidth, 400), row = 22, labelW = 220, h = row * shown.length + 4;
+  const max = Math.max(...shown.map((r) => r.output_tok_s), 1e-9);
+  const bars = shown.map((r, i) => {
+    const bw = Math.max(((w - labelW - 90) * r.output_tok_s) / max, 1);
+    return `<text class="axis" x="0" y="${i * row + 15}">#${r.id} ${esc(r.model)} (${esc(r.status)})</text>
+      <rect class="bench-bar${r.status === 'complete' ? '' : ' partial'}" x="${labelW}" y="${i * row + 4}" width="${bw.toFixed(1)}" height="${row - 8}"><title>${esc(r.endpoint)}</title></rect>
+      <text class="axis" x="${labelW + bw + 6}" y="${i * row + 15}">${fmt(r.output_tok_s)} tok/s</text>`;
+  }).join('');
+  el.innerHTML = `<svg width="${w}" height="${h}" viewBox="0 0 ${w} ${h}" role="img">${bars}</svg>`;
+}
+
+function renderSessions(sessions) {
+  if (!sessions.length) return '<tr><td colspan="7" class="muted">no sessions in this range</td></tr>';
+  return sessions.map((s) => `<tr><td>${esc(when(s.start_ms))}</td><td>${esc(s.model)}</td><td>${esc(s.endpoint)}</td><td>${esc(s.source)}</td><td>${s.tokens}</td><td>${fmt(s.server_tok_s ?? s.avg_tok_s)}</td><td>${s.peak_memory_bytes == null ? unknown : bytes(s.peak_memory_bytes)}</td></tr>`).join('');
+}
+
+async function loadHistory() {
+  try {
+    const v = await getJson(`/api/history?minutes=${$('range').value}`);
+    lineChart($('tok-history'), v.tok_s, v.since_ms, v.until_ms, (m) => `${fmt(m)} tok/s`, 'line');
+    lineChart($('mem-history'), v.memory_used_bytes, v.since_ms, v.until_ms, bytes, 'line2');
+    $('sessions').tBodies[0].innerHTML = renderSessions(v.sessions);
+  } catch (e) {
+    for (const id of ['tok-history', 'mem-history']) $(id).innerHTML = `<p class="muted">${esc(e.message)}</p>`;
+  }
 }
 
 async function loadTables() {
   try {
     const stats = await getJson('/api/models');
-    $('model-stats').tBodies[0].innerHTML = stats.map((m) => `<tr><td>${esc(m.model)}</td><td>${m.sessions}</td><td>${m.tokens}</td><td>${fmt(m.avg_tok_s)}</td><td>${m.peak_memory_bytes ? fmt(m.peak_memory_bytes / MIB, 0) + ' MiB' : '–'}</td></tr>`).join('');
+    $('model-stats').tBodies[0].innerHTML = stats.map((m) => `<tr><td>${esc(m.model)}</td><td>${m.sessions}</td><td>${m.tokens}</td><td>${fmt(m.avg_tok_s)}</td><td>${m.peak_memory_bytes == null ? unknown : bytes(m.peak_memory_bytes)}</td></tr>`).join('');
     const runs = await getJson('/api/benchmarks');
+    benchChart($('bench-chart'), runs);
     $('benchmarks').tBodies[0].innerHTML = runs.map((r, i) => `<tr><td><input type="radio" name="a" value="${r.id}" ${i === 1 ? 'checked' : ''}></td><td><input type="radio" name="b" value="${r.id}" ${i === 0 ? 'checked' : ''}></td><td>${r.id}</td><td>${esc(r.model)}</td><td>${esc(r.endpoint)}</td><td>${esc(r.status)}</td><td>${fmt(r.output_tok_s)}</td><td>${fmt(r.ttft_ms.p50, 0)} ms</td><td>${fmt(r.tpot_ms.p50)} ms</td><td>${fmt(r.e2e_ms.p50, 0)} ms</td><td>${r.completed}/${r.requests}</td></tr>`).join('');
   } catch (e) {
     $('benchmarks').tBodies[0].innerHTML = `<tr><td colspan="11" class="muted">${esc(e.message)}</td></tr>`;
@@ -80,11 +140,14 @@ $('compare-btn').addEventListener('click', async () => {
   const a = document.querySelector('input[name=a]:checked'), b = document.querySelector('input[name=b]:checked');
   if (!a || !b) return;
   const rows = await getJson(`/api/compare?a=${a.value}&b=${b.value}`);
+  $('comparison').tHead.innerHTML = `<tr><th>metric</th><th>A #${esc(a.value)}</th><th>B #${esc(b.value)}</th><th>B/A</th><th>noise</th></tr>`;
   $('comparison').tBodies[0].innerHTML = rows.map((r) => `<tr><td>${esc(r.metric)}</td><td>${fmt(r.a, 2)}</td><td>${fmt(r.b, 2)}</td><td>${fmt(r.ratio, 2)}×</td><td>±${fmt(r.noise * 100)}%${r.within_noise ? ' (within noise)' : ''}</td></tr>`).join('');
 });
 
 const source = new EventSource('/api/events');
 source.addEventListener('snapshot', (ev) => { $('conn').textContent = ''; renderSnapshot(JSON.parse(ev.data)); });
 source.onerror = () => { $('conn').textContent = 'reconnecting…'; };
+$('range').addEventListener('change', loadHistory);
 loadTables();
-setInterval(loadTables, 10000);
+loadHistory();
+setInterval(() => { loadTables(); loadHistory(); }, 10000);

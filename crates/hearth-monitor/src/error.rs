@@ -18,6 +18,8 @@ pub enum MonitorError {
     HistoryData { path: PathBuf, reason: String },
     #[error("prompt file {path}: {reason}")]
     Prompts { path: PathBuf, reason: String },
+    #[error("monitor config {path}: {reason}")]
+    Config { path: PathBuf, reason: String },
     #[error("{path}: {source}")]
     Io { path: PathBuf, #[source] source: std::io::Error },
     #[error("invalid {field}: {reason}")]

@@ -240,6 +240,22 @@ impl History {
         rows.collect::<rusqlite::Result<_>>().map_err(|e| self.err(e))
     }
 
+    /// One metric over `[since_ms, until_ms]` for a chart: at each sampling tick the total over endpoints
+    /// (tok/s of every server; memory has the one `system` row), averaged over the ticks of each of at
+    /// most `max_points` equal buckets, oldest first, as (first tick of the bucket, value).
+    pub fn series(&self, metric: &str, since_ms: i64, until_ms: i64, max_points: usize) -> Result<Vec<(i64, f64)>> {
+        let step = ((until_ms - since_ms) / max_points.max(1) as i64).max(1);
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT MIN(ts_ms), SUM(value) / COUNT(DISTINCT ts_ms) FROM samples
+                 WHERE metric = ?1 AND ts_ms >= ?2 AND ts_ms <= ?3 GROUP BY (ts_ms - ?2) / ?4 ORDER BY 1",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt.query_map(params![metric, since_ms, until_ms, step], |r| Ok((r.get(0)?, r.get(1)?))).map_err(|e| self.err(e))?;
+        rows.collect::<rusqlite::Result<_>>().map_err(|e| self.err(e))
+    }
+
     pub fn model_stats(&self) -> Result<Vec<ModelStats>> {
         let mut stmt = self
             .conn

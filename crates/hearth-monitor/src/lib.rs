@@ -4,17 +4,21 @@
 //!
 //! - [`prom`] parses Prometheus text generically (`hearth:`, `vllm:`, `llamacpp:` names alike);
 //!   [`source`] probes an endpoint and reads running models, token counters and in-flight tokens.
+//! - [`endpoints`] lists what to watch: `--endpoint` flags, the user's config file, the default ports.
 //! - [`system`] samples memory, per-process RSS, NVIDIA GPUs (NVML, "no GPU" otherwise) and temperatures.
 //! - [`monitor`] runs the samplers on their cadences into one shared [`monitor::Snapshot`] and records
 //!   sessions and samples in the [`history`] (SQLite, WAL, retention with downsampling).
 //! - [`bench`] is the load generator with vLLM `bench serve` definitions of TTFT, TPOT, ITL and E2E.
-//! - [`proxy`] is a transparent metering proxy for servers without live counters (Ollama).
+//! - [`proxy`] is a transparent metering proxy for servers without live counters (Ollama); [`peak`]
+//!   follows its upstream process's peak memory per session.
 //! - [`tui`] and [`web`] are the two dashboards over the same snapshot.
 
 pub mod bench;
+pub mod endpoints;
 mod error;
 pub mod history;
 pub mod monitor;
+pub mod peak;
 pub mod prom;
 pub mod proxy;
 pub mod source;

@@ -3,7 +3,8 @@
 //! dashboards, with generation sessions (busy → idle) and samples written to the history.
 
 use crate::history::{History, Session};
-use crate::source::{RunningModel, ServerKind, Source, DEFAULT_ENDPOINTS};
+use crate::endpoints::{self, EndpointSpec};
+use crate::source::{RunningModel, ServerKind, Source};
 use crate::system::{local_port, pid_listening_on, GpuStatus, Memory, SystemSampler, Temperature};
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
@@ -43,8 +44,9 @@ pub type CacheReader = Arc<dyn Fn() -> Option<CacheStatus> + Send + Sync>;
 
 #[derive(Clone)]
 pub struct MonitorConfig {
-    /// Endpoints to watch; empty = the default ports of hearth, Ollama, llama.cpp, vLLM and the proxy.
-    pub endpoints: Vec<String>,
+    /// Endpoints to watch ([`endpoints::resolve`]); empty = the default ports of hearth, Ollama, llama.cpp,
+    /// vLLM and the proxy.
+    pub endpoints: Vec<EndpointSpec>,
     pub cadence: Cadence,
     /// Points kept in the tok/s and memory series.
     pub series_len: usize,
@@ -61,6 +63,9 @@ impl Default for MonitorConfig {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct EndpointStatus {
     pub url: String,
+    /// The name given in the monitor config.
+    #[serde(default)]
+    pub name: Option<String>,
     pub kind: Option<ServerKind>,
     pub up: bool,
     pub error: Option<String>,
@@ -149,6 +154,8 @@ struct OpenSession {
 struct Tracked {
     status: EndpointStatus,
     source: Option<Source>,
+    /// The kind named in the config, if any: probing then skips detection.
+    kind_hint: Option<ServerKind>,
     next_probe: Instant,
     rate: Rate,
     tokens: Option<f64>,
@@ -160,6 +167,23 @@ struct Tracked {
     optional: bool,
 }
 
+impl Tracked {
+    fn new(spec: EndpointSpec, now: Instant) -> Tracked {
+        Tracked {
+            status: EndpointStatus { url: spec.url, name: spec.name, ..Default::default() },
+            source: None,
+            kind_hint: spec.kind,
+            next_probe: now,
+            rate: Rate::new(RATE_WINDOW),
+            tokens: None,
+            seconds: None,
+            read_at: None,
+            session: None,
+            optional: spec.optional,
+        }
+    }
+}
+
 /// Starts the samplers; the receiver always holds the latest snapshot. The task ends when every receiver
 /// is dropped.
 pub fn spawn(config: MonitorConfig) -> watch::Receiver<Snapshot> {
@@ -169,13 +193,9 @@ pub fn spawn(config: MonitorConfig) -> watch::Receiver<Snapshot> {
 }
 
 async fn run(config: MonitorConfig, tx: watch::Sender<Snapshot>) {
-    let optional = config.endpoints.is_empty();
-    let urls: Vec<String> = if optional { DEFAULT_ENDPOINTS.iter().map(|s| s.to_string()).collect() } else { config.endpoints.clone() };
+    let specs = if config.endpoints.is_empty() { endpoints::resolve(&[], Vec::new()) } else { config.endpoints.clone() };
     let now = Instant::now();
-    let mut tracked: Vec<Tracked> = urls
-        .iter()
-        .map(|url| Tracked { status: EndpointStatus { url: url.clone(), ..Default::default() }, source: None, next_probe: now, rate: Rate::new(RATE_WINDOW), tokens: None, seconds: None, read_at: None, session: None, optional })
-        .collect();
+    let mut tracked: Vec<Tracked> = specs.into_iter().map(|spec| Tracked::new(spec, now)).collect();
     let mut system = SystemSampler::new();
     let mut snap = Snapshot::default();
     let (mut tok_series, mut mem_series) = (VecDeque::new(), VecDeque::new());
@@ -242,7 +262,7 @@ async fn poll_endpoint(t: &mut Tracked, now: Instant, reprobe: Duration, read_mo
             return;
         }
         t.next_probe = now + reprobe;
-        match Source::probe(&t.status.url).await {
+        match Source::probe_as(&t.status.url, t.kind_hint).await {
             Ok(source) => {
                 t.status.kind = Some(source.kind);
                 t.status.pid = local_port(&source.url).and_then(pid_listening_on);
@@ -278,7 +298,8 @@ async fn poll_endpoint(t: &mut Tracked, now: Instant, reprobe: Duration, read_mo
 }
 
 fn mark_down(t: &mut Tracked, error: String) {
-    t.status = EndpointStatus { url: t.status.url.clone(), error: Some(error), last_session_tok_s: t.status.last_session_tok_s, ..Default::default() };
+    let (url, name, last_session_tok_s) = (t.status.url.clone(), t.status.name.clone(), t.status.last_session_tok_s);
+    t.status = EndpointStatus { url, name, error: Some(error), last_session_tok_s, ..Default::default() };
     t.rate = Rate::new(RATE_WINDOW);
     t.session = None;
 }

@@ -5,6 +5,7 @@
 //! `/_hearth/streams` (JSON); both paths are never forwarded.
 
 use crate::history::{History, Session};
+use crate::peak::{PeakSpan, PeakWatch};
 use crate::source::PROXY_METRICS_PATH;
 use crate::stream::{parse_line, LineSplitter};
 use axum::body::{Body, Bytes};
@@ -46,6 +47,10 @@ pub struct StreamRecord {
     pub complete: bool,
     /// Time from the request to the first chunk with text.
     pub ttft_ms: Option<f64>,
+    /// Peak RSS of the upstream server process during the response; None when its process is unknown
+    /// (a remote upstream, or none found listening on its port).
+    #[serde(default)]
+    pub peak_memory_bytes: Option<u64>,
 }
 
 pub struct ProxyState {
@@ -56,6 +61,7 @@ pub struct ProxyState {
     running: AtomicI64,
     requests: AtomicU64,
     streams: Mutex<VecDeque<StreamRecord>>,
+    memory: Arc<PeakWatch>,
 }
 
 impl ProxyState {
@@ -73,7 +79,13 @@ impl ProxyState {
             running: AtomicI64::new(0),
             requests: AtomicU64::new(0),
             streams: Mutex::default(),
+            memory: PeakWatch::new(upstream),
         }))
+    }
+
+    /// The pid of the upstream server process, when it is local and found (looked up now if not yet).
+    pub fn upstream_pid(&self) -> Option<u32> {
+        self.memory.pid()
     }
 
     /// The most recent metered streams, oldest first.
@@ -114,7 +126,7 @@ impl ProxyState {
                 tokens: record.tokens,
                 avg_tok_s: record.measured_tok_s.unwrap_or(0.0),
                 server_tok_s: record.server_tok_s,
-                peak_memory_bytes: None,
+                peak_memory_bytes: record.peak_memory_bytes,
                 source: "proxy".into(),
             };
             if let Err(e) = h.lock().map_err(|_| "history lock poisoned".to_string()).and_then(|h| h.record_session(&session).map_err(|e| e.to_string())) {
@@ -227,11 +239,14 @@ struct Meter {
     complete: bool,
     server_count: Option<u64>,
     server_tok_s: Option<f64>,
+    /// Taken on drop (Option only for that).
+    peak: Option<PeakSpan>,
 }
 
 impl Meter {
     fn new(state: Arc<ProxyState>, path: String, model: String, requested: Instant) -> Self {
-        Meter { state, path, model, requested, start_ms: crate::now_ms(), lines: LineSplitter::default(), chunks: 0, first: None, last: None, complete: false, server_count: None, server_tok_s: None }
+        let peak = Some(state.memory.open());
+        Meter { state, path, model, requested, start_ms: crate::now_ms(), lines: LineSplitter::default(), chunks: 0, first: None, last: None, complete: false, server_count: None, server_tok_s: None, peak }
     }
 
     fn observe(&mut self, bytes: &[u8]) {
@@ -273,7 +288,7 @@ impl Drop for Meter {
             (Some(a), Some(b)) if self.chunks > 1 && b > a => Some((self.chunks - 1) as f64 / (b - a).as_secs_f64()),
             _ => None,
         };
-        let record = StreamRecord {
+        let mut record = StreamRecord {
             path: std::mem::take(&mut self.path),
             model: std::mem::take(&mut self.model),
             start_ms: self.start_ms,
@@ -284,7 +299,18 @@ impl Drop for Meter {
             server_tok_s: self.server_tok_s,
             complete: self.complete,
             ttft_ms: self.first.map(|f| (f - self.requested).as_secs_f64() * 1000.0),
+            peak_memory_bytes: None,
         };
-        self.state.finish(record);
+        // The last memory reading (and a /proc scan if the server restarted) and the history write block:
+        // off the thread that is still finishing the response, where there is a runtime.
+        let (state, span) = (self.state.clone(), self.peak.take());
+        let finish = move || {
+            record.peak_memory_bytes = span.and_then(|span| state.memory.close(span));
+            state.finish(record);
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => drop(runtime.spawn_blocking(finish)),
+            Err(_) => finish(),
+        }
     }
 }

@@ -123,11 +123,25 @@ impl Source {
     /// Finds what answers at `url`: Prometheus `/metrics` (by name prefix), the proxy's metrics, Ollama's
     /// `/api/version`, or an OpenAI `/v1/models`.
     pub async fn probe(url: &str) -> Result<Source> {
+        Source::probe_as(url, None).await
+    }
+
+    /// [`Source::probe`], or, when the kind is known (from the monitor config), no detection: the server
+    /// need only answer its model list.
+    pub async fn probe_as(url: &str, kind: Option<ServerKind>) -> Result<Source> {
         let base = base_url(url);
         let client = client(Duration::from_secs(2))?;
-        let kind = detect_kind(&client, &base).await?;
-        let mut source = Source { url: base, kind, served_models: Vec::new(), client };
-        source.served_models = source.list_models().await.unwrap_or_default();
+        let detected = match kind {
+            Some(kind) => kind,
+            None => detect_kind(&client, &base).await?,
+        };
+        let mut source = Source { url: base, kind: detected, served_models: Vec::new(), client };
+        source.served_models = match (kind, source.list_models().await) {
+            (_, Ok(models)) => models,
+            // Without detection, the model list is what shows the server is there at all.
+            (Some(_), Err(e)) => return Err(e),
+            (None, Err(_)) => Vec::new(),
+        };
         Ok(source)
     }
 

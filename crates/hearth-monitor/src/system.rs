@@ -75,6 +75,12 @@ impl SystemSampler {
         SystemSampler { system, nvml }
     }
 
+    /// Memory and RSS only: NVML is never loaded (the proxy samples one process).
+    pub fn memory_only() -> Self {
+        let system = System::new_with_specifics(RefreshKind::nothing()).ok();
+        SystemSampler { system, nvml: Err("no GPU (not sampled)".into()) }
+    }
+
     /// System memory and the RSS of `pids` (the servers behind endpoints) plus known inference processes.
     pub fn memory(&mut self, pids: &[u32]) -> Memory {
         let Some(system) = &mut self.system else { return Memory::default() };

@@ -104,7 +104,11 @@ fn endpoint_lines(s: &Snapshot) -> Vec<Line<'static>> {
     for e in &s.endpoints {
         let (dot, color) = if e.up { ("●", Color::Green) } else { ("○", Color::Red) };
         let kind = e.kind.map_or("?", ServerKind::label);
-        let mut head = vec![Span::styled(format!("{dot} "), Style::new().fg(color)), Span::styled(format!("{kind:<10}"), bold()), Span::raw(format!(" {}", e.url))];
+        let mut head = vec![Span::styled(format!("{dot} "), Style::new().fg(color)), Span::styled(format!("{kind:<10}"), bold())];
+        if let Some(name) = &e.name {
+            head.push(Span::styled(format!(" {name}"), bold()));
+        }
+        head.push(Span::raw(format!(" {}", e.url)));
         if e.up {
             let activity = if e.busy { format!("  {:.1} tok/s", e.tok_s) } else { "  idle".to_string() };
             head.push(Span::styled(activity, bold()));
@@ -182,7 +186,7 @@ fn render_history(frame: &mut Frame<'_>, area: Rect, state: &DashState) {
     frame.render_widget(Paragraph::new(lines).block(Block::new().borders(Borders::ALL).title(" Benchmarks (h: back) ")), benches);
     let mut lines = vec![Line::styled(format!("{:<24} {:>8} {:>10} {:>8} {:>10}", "model", "sessions", "tokens", "tok/s", "peak"), bold())];
     for m in &state.model_stats {
-        lines.push(Line::from(format!("{:<24.24} {:>8} {:>10} {:>8.1} {:>10}", m.model, m.sessions, m.tokens, m.avg_tok_s, m.peak_memory_bytes.map_or("-".into(), mib))));
+        lines.push(Line::from(format!("{:<24.24} {:>8} {:>10} {:>8.1} {:>10}", m.model, m.sessions, m.tokens, m.avg_tok_s, m.peak_memory_bytes.map_or("unknown".into(), mib))));
     }
     frame.render_widget(Paragraph::new(lines).block(Block::new().borders(Borders::ALL).title(" Per model ")), models);
 }
@@ -326,6 +330,7 @@ mod tests {
             endpoints: vec![
                 EndpointStatus {
                     url: "http://127.0.0.1:8080".into(),
+                    name: None,
                     kind: Some(ServerKind::LlamaCpp),
                     up: true,
                     models: vec![RunningModel { name: "smollm2".into(), size_bytes: None, vram_bytes: None }],
@@ -400,7 +405,11 @@ mod tests {
             peak_memory_bytes: Some(160 << 20),
             per_request: vec![],
         };
-        let stats = vec![ModelStats { model: "smollm2".into(), sessions: 4, tokens: 1234, avg_tok_s: 87.5, peak_memory_bytes: Some(160 << 20) }];
+        // A model seen only through a proxy whose upstream process is unknown has no peak memory.
+        let stats = vec![
+            ModelStats { model: "smollm2".into(), sessions: 4, tokens: 1234, avg_tok_s: 87.5, peak_memory_bytes: Some(160 << 20) },
+            ModelStats { model: "remote:7b".into(), sessions: 1, tokens: 40, avg_tok_s: 20.0, peak_memory_bytes: None },
+        ];
         let state = DashState { view: View::History, recent_benchmarks: vec![bench], model_stats: stats, ..DashState::default() };
         insta::assert_snapshot!(draw(&state, 90, 16).backend());
     }

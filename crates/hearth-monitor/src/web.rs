@@ -11,7 +11,7 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::sync::{Arc, Mutex};
 use tokio::sync::watch;
 
@@ -36,6 +36,7 @@ pub fn router(state: WebState) -> Router {
         .route("/api/compare", get(compare))
         .route("/api/models", get(models))
         .route("/api/samples", get(samples))
+        .route("/api/history", get(history))
         .with_state(state)
 }
 
@@ -111,4 +112,44 @@ fn default_minutes() -> i64 {
 async fn samples(State(s): State<WebState>, Query(q): Query<SamplesQuery>) -> Response {
     let since = crate::now_ms() - q.minutes.clamp(1, 60 * 24 * 90) * 60_000;
     with_history(&s, |h| h.samples(Some(&q.metric), since))
+}
+
+/// Points per history chart: about one per pixel column of a wide chart.
+const HISTORY_POINTS: usize = 600;
+const RECENT_SESSIONS: usize = 20;
+
+/// What the history charts and the sessions table show, over the last `minutes`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct HistoryView {
+    pub since_ms: i64,
+    pub until_ms: i64,
+    /// (ms, tok/s summed over servers), bucket means.
+    pub tok_s: Vec<(i64, f64)>,
+    /// (ms, bytes of system memory in use), bucket means.
+    pub memory_used_bytes: Vec<(i64, f64)>,
+    /// The newest sessions of the span, newest first.
+    pub sessions: Vec<crate::history::Session>,
+}
+
+#[derive(Deserialize)]
+struct HistoryQuery {
+    #[serde(default = "default_minutes")]
+    minutes: i64,
+}
+
+async fn history(State(s): State<WebState>, Query(q): Query<HistoryQuery>) -> Response {
+    let until_ms = crate::now_ms();
+    let since_ms = until_ms - q.minutes.clamp(1, 60 * 24 * 90) * 60_000;
+    with_history(&s, |h| {
+        let mut sessions = h.sessions(since_ms)?;
+        sessions.reverse();
+        sessions.truncate(RECENT_SESSIONS);
+        Ok(HistoryView {
+            since_ms,
+            until_ms,
+            tok_s: h.series("tok_s", since_ms, until_ms, HISTORY_POINTS)?,
+            memory_used_bytes: h.series("memory_used_bytes", since_ms, until_ms, HISTORY_POINTS)?,
+            sessions,
+        })
+    })
 }

@@ -137,3 +137,22 @@ fn a_file_that_is_not_a_database_is_a_clear_error() {
     let err = History::open(&path).err().unwrap().to_string();
     assert!(err.contains("junk.db"), "{err}");
 }
+
+#[test]
+fn chart_series_sum_servers_per_tick_and_average_ticks_per_bucket() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = History::open(&dir.path().join("h.db")).unwrap();
+    // Two servers sampled on the same ticks, 1 s apart; memory has the one system row per tick.
+    for (i, ts) in (0..4).map(|i| (i, 10_000 + i * 1000)) {
+        h.record_samples(ts, "http://a", &[("tok_s", 10.0 * i as f64)]).unwrap();
+        h.record_samples(ts, "http://b", &[("tok_s", 1.0)]).unwrap();
+        h.record_samples(ts, "system", &[("memory_used_bytes", 100.0 + i as f64)]).unwrap();
+    }
+    h.record_samples(99_000, "http://a", &[("tok_s", 1e6)]).unwrap();
+    // One point per tick when the buckets are narrower than the ticks; the sample past the span is left out.
+    assert_eq!(h.series("tok_s", 10_000, 13_999, 8).unwrap(), vec![(10_000, 1.0), (11_000, 11.0), (12_000, 21.0), (13_000, 31.0)]);
+    // Two buckets of two ticks each: the mean of the per-tick totals.
+    assert_eq!(h.series("tok_s", 10_000, 13_999, 2).unwrap(), vec![(10_000, 6.0), (12_000, 26.0)]);
+    assert_eq!(h.series("memory_used_bytes", 10_000, 13_999, 1).unwrap(), vec![(10_000, 101.5)]);
+    assert!(h.series("rss_bytes", 0, 1, 10).unwrap().is_empty());
+}

@@ -4,6 +4,7 @@
 mod common;
 
 use hearth_monitor::bench::{self, Api, BenchConfig, RunStatus};
+use hearth_monitor::endpoints::EndpointSpec;
 use hearth_monitor::history::History;
 use hearth_monitor::monitor::{self, MonitorConfig};
 use hearth_monitor::source::ServerKind;
@@ -68,7 +69,7 @@ async fn monitor_live_tok_s_agrees_with_llama_server_timings() {
     let server = common::start_llama_server();
     let dir = tempfile::tempdir().unwrap();
     let history = Arc::new(Mutex::new(History::open(&dir.path().join("h.db")).unwrap()));
-    let mut rx = monitor::spawn(MonitorConfig { endpoints: vec![server.url.clone()], history: Some(history.clone()), ..MonitorConfig::default() });
+    let mut rx = monitor::spawn(MonitorConfig { endpoints: vec![EndpointSpec::new(&server.url)], history: Some(history.clone()), ..MonitorConfig::default() });
     // Wait for the first good reading.
     loop {
         rx.changed().await.unwrap();

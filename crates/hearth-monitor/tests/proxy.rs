@@ -1,5 +1,6 @@
 //! The metering proxy in front of an Ollama-API server: responses pass through byte for byte, and its
-//! recorded tok/s agrees with the final chunk's `eval_count / eval_duration`.
+//! recorded tok/s agrees with the final chunk's `eval_count / eval_duration`; in front of a real llama-server,
+//! its sessions carry the server process's peak memory.
 
 mod common;
 
@@ -122,4 +123,41 @@ async fn upstream_down_is_a_502_with_the_reason_and_cut_streams_are_marked() {
     let r = &wait_for_streams(&proxy, 1).await[0];
     assert!(!r.complete);
     assert_eq!((r.chunks, r.tokens), (4, 4));
+}
+
+/// RSS of a process as the kernel reports it (`VmRSS`), independently of the proxy's sampler.
+fn vm_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kb: u64 = status.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok()).unwrap();
+    kb * 1024
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxied_sessions_carry_the_upstream_server_peak_memory() {
+    if !cfg!(target_os = "linux") {
+        eprintln!("skipped: the port → process lookup reads Linux /proc");
+        return;
+    }
+    let _serial = common::LLAMA_LOCK.lock().await;
+    let server = common::start_llama_server();
+    let dir = tempfile::tempdir().unwrap();
+    let history = Arc::new(Mutex::new(History::open(&dir.path().join("h.db")).unwrap()));
+    let state = ProxyState::new(&server.url, Some(history.clone())).unwrap();
+    assert_eq!(state.upstream_pid(), Some(server.pid()), "the proxy found llama-server by its port");
+    let proxy = common::serve(proxy::router(state)).await;
+
+    let body = serde_json::json!({"model": "smollm2", "messages": [{"role": "user", "content": "Tell me a story."}], "max_tokens": 64, "ignore_eos": true, "stream": true});
+    let text = reqwest::Client::new().post(format!("{proxy}/v1/chat/completions")).json(&body).send().await.unwrap().text().await.unwrap();
+    assert!(text.contains("data: [DONE]"), "{text}");
+    let rss_after = vm_rss(server.pid());
+    let r = &wait_for_streams(&proxy, 1).await[0];
+    assert!(r.complete && r.tokens == 64, "{r:?}");
+    let peak = r.peak_memory_bytes.expect("a local upstream has a peak");
+    // The server's own RSS, not the proxy's (this process): at least what it holds once the answer is
+    // done (KV cache and weights stay), and not wildly more.
+    let mine = vm_rss(std::process::id());
+    eprintln!("peak {} MiB, llama-server RSS after {} MiB, this process {} MiB", peak >> 20, rss_after >> 20, mine >> 20);
+    assert!(peak as f64 >= 0.95 * rss_after as f64 && (peak as f64) <= 1.5 * rss_after as f64, "peak {peak} vs llama-server RSS {rss_after} (this process: {mine})");
+    let sessions = history.lock().unwrap().sessions(0).unwrap();
+    assert_eq!((sessions.len(), sessions[0].source.as_str(), sessions[0].peak_memory_bytes), (1, "proxy", Some(peak)));
 }

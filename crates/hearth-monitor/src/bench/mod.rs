@@ -190,7 +190,7 @@ async fn drive(config: &BenchConfig, base: &str, client: &reqwest::Client, total
 }
 
 async fn watch_rss(pid: u32, peak: Arc<AtomicU64>) {
-    let mut sampler = SystemSampler::new();
+    let mut sampler = SystemSampler::memory_only();
     loop {
         if let Some(rss) = sampler.rss(pid) {
             peak.fetch_max(rss, Ordering::Relaxed);

@@ -23,6 +23,12 @@ pub struct LlamaServer {
     pub url: String,
 }
 
+impl LlamaServer {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
 impl Drop for LlamaServer {
     fn drop(&mut self) {
         let _ = self.child.kill();
