@@ -2,7 +2,7 @@
 # Build `hearth` with the CUDA backend on a machine without a GPU (CUDA 13.0 toolchain from PyPI wheels,
 # cached), for the lent H100 (sm_90, driver >= 580). CPU-only builds and CI do not use this.
 # usage: scripts/build-cuda.sh           -> prints the path of the stripped binary
-#        scripts/build-cuda.sh --tests   -> builds the CUDA kernel tests instead, prints the test binary
+#        scripts/build-cuda.sh --tests   -> builds the GPU tests instead (layers' kernels, models' graphs), prints their binaries
 # On the GPU machine: LD_LIBRARY_PATH=/usr/local/cuda-13.0/targets/x86_64-linux/lib ./hearth ...
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -24,17 +24,19 @@ gcc -shared -fPIC -Wl,-soname,libcuda.so.1 -o "$CH/lib/stubs/libcuda.so" "$CH/li
 export CUDA_HOME="$CH" PATH="$CH/bin:$PATH" CUDA_COMPUTE_CAP=${CUDA_COMPUTE_CAP:-90}
 export CARGO_TARGET_DIR="$CACHE/cuda-target" LIBRARY_PATH="$CH/lib/stubs:$CH/lib:${LIBRARY_PATH:-}"
 if [ "${1:-}" = "--tests" ]; then
-  ( cd "$ROOT" && cargo test --release --locked -p hearth-layers --features cuda --test cuda_kernels --no-run --message-format=json ) \
+  ( cd "$ROOT" && cargo test --release --locked -p hearth-layers -p hearth-models --features hearth-layers/cuda,hearth-models/cuda \
+      --test cuda_kernels --test cuda_graphs --no-run --message-format=json ) \
     | python3 -c '
 import json, sys
-exe = None
+exes = []
 for m in map(json.loads, sys.stdin):
     if m.get("reason") == "compiler-message":
         print(m["message"]["rendered"], file=sys.stderr)
-    exe = m.get("executable") or exe
-if not exe:
+    if m.get("executable"):
+        exes.append(m["executable"])
+if not exes:
     sys.exit("no test binary was built")
-print(exe)'
+print("\n".join(exes))'
   exit 0
 fi
 ( cd "$ROOT" && cargo build --release --locked -p hearth-cli --features cuda >&2 )

@@ -36,6 +36,7 @@ for m in /tmp/hearth/models/${1:-*}; do
   name=$(basename "$m")
   echo "=== $name: greedy, cpu vs cuda"
   "$H" bench devices "$m" --device cuda --tokens 32 2>&1 | tee "$OUT/devices-$name.txt" | tail -4
-  echo "=== $name: engine speed on cuda"
+  echo "=== $name: engine speed on cuda, decode graphs off, then on"
+  HEARTH_CUDA_GRAPHS=0 "$H" bench engine "$m" --device cuda --reps 3 2>&1 | tee "$OUT/engine-nograph-$name.txt"
   "$H" bench engine "$m" --device cuda --reps 3 2>&1 | tee "$OUT/engine-$name.txt"
 done

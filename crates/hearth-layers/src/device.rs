@@ -8,6 +8,10 @@ use candle_core::{Device, Tensor};
 #[path = "cuda/mod.rs"]
 mod cuda_kernels;
 
+#[cfg(feature = "cuda")]
+#[path = "cuda/graph.rs"]
+mod cuda_graph;
+
 /// A parsed `--device` value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeviceSpec {
@@ -115,4 +119,88 @@ pub fn rope_rows(x: &Tensor, cos: &Tensor, sin: &Tensor, interleaved: bool) -> R
     }
     let _ = (x, cos, sin, interleaved);
     Ok(None)
+}
+
+/// A recorded sequence of device work that one call replays (a CUDA graph). Tensors the work read
+/// when it was recorded are read again at the same addresses, so callers change inputs by writing
+/// into them ([`write_u32`]) and keep every such tensor alive as long as the graph.
+pub struct DeviceGraph {
+    #[cfg(feature = "cuda")]
+    inner: cuda_graph::Graph,
+}
+
+impl DeviceGraph {
+    pub fn replay(&self) -> Result<()> {
+        #[cfg(feature = "cuda")]
+        self.inner.replay()?;
+        Ok(())
+    }
+}
+
+/// Whether `device` can record work into a [`DeviceGraph`].
+pub fn graphs_supported(device: &Device) -> bool {
+    cfg!(feature = "cuda") && device.is_cuda()
+}
+
+/// Runs `f` once for real in the mode that [`record`] needs beforehand (candle's small host
+/// uploads cached), so recording the same work afterwards uploads nothing.
+pub fn warm_up<T>(device: &Device, f: impl FnOnce() -> T) -> T {
+    #[cfg(feature = "cuda")]
+    if let Device::Cuda(dev) = device {
+        return cuda_graph::with_upload_cache(dev, f);
+    }
+    let _ = device;
+    f()
+}
+
+/// Records what `f` enqueues on `device` instead of running it, for replay; `Ok(None)` where the
+/// device cannot record (see [`graphs_supported`]) or the driver made no graph. `f` must run work
+/// already warmed up by [`warm_up`], and must not read results back to the host.
+pub fn record<T, E: From<LayerError>>(device: &Device, f: impl FnOnce() -> std::result::Result<T, E>) -> std::result::Result<Option<(DeviceGraph, T)>, E> {
+    #[cfg(feature = "cuda")]
+    if let Device::Cuda(dev) = device {
+        let recorded = cuda_graph::record(dev, || f().map_err(Recorded::Caller)).map_err(|e| match e {
+            Recorded::Caller(e) => e,
+            Recorded::Device(e) => E::from(LayerError::Candle(e)),
+        })?;
+        return Ok(recorded.map(|(inner, out)| (DeviceGraph { inner }, out)));
+    }
+    let _ = (device, f);
+    Ok(None)
+}
+
+/// The caller's error or the driver's, while recording.
+#[cfg(feature = "cuda")]
+enum Recorded<E> {
+    Caller(E),
+    Device(candle_core::Error),
+}
+
+#[cfg(feature = "cuda")]
+impl<E> From<candle_core::Error> for Recorded<E> {
+    fn from(e: candle_core::Error) -> Self {
+        Recorded::Device(e)
+    }
+}
+
+/// Overwrites the u32 device tensor `dst` with `data` (same element count), in stream order.
+pub fn write_u32(dst: &Tensor, data: &[u32]) -> Result<()> {
+    #[cfg(feature = "cuda")]
+    if dst.device().is_cuda() {
+        return Ok(cuda_graph::write_u32(dst, data)?);
+    }
+    let _ = data;
+    Err(LayerError::Shape { what: "device write".into(), detail: format!("{:?} tensors are written by value, not in place", dst.device().location()) })
+}
+
+/// Bytes of device memory in use on `device` (all processes, as the driver counts them), or `None`
+/// for the CPU. A difference of two readings around a load is what that load really took.
+pub fn memory_in_use(device: &Device) -> Option<u64> {
+    #[cfg(feature = "cuda")]
+    if let Device::Cuda(dev) = device {
+        let _ = device.synchronize();
+        return dev.cuda_stream().context().mem_get_info().ok().map(|(free, total)| total.saturating_sub(free) as u64);
+    }
+    let _ = device;
+    None
 }

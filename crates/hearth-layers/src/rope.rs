@@ -95,6 +95,21 @@ impl RopeRows {
     pub fn empty(device: &Device) -> Result<Self> {
         Ok(Self { cos: Tensor::zeros((0, 1), DType::F32, device)?, sin: Tensor::zeros((0, 1), DType::F32, device)? })
     }
+
+    /// The rows at `positions` (a u32 tensor) of a table made by [`RotaryEmbedding::rows`] over
+    /// `0..len`: the same values, gathered on the device.
+    pub fn select(&self, positions: &Tensor) -> Result<Self> {
+        Ok(Self { cos: self.cos.index_select(positions, 0)?, sin: self.sin.index_select(positions, 0)? })
+    }
+
+    /// How many positions these rows hold.
+    pub fn len(&self) -> usize {
+        self.cos.dims().first().copied().unwrap_or(0)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 impl RotaryEmbedding {

@@ -15,6 +15,9 @@ use hearth_layers::{KvCacheConfig, Linear, PagedKvCache, RmsNorm, RopeConfig, Ro
 use std::cell::OnceCell;
 use std::sync::Arc;
 
+mod decode_graph;
+use decode_graph::DecodeGraphs;
+
 /// One sequence's slice of a batch.
 #[derive(Debug, Clone)]
 pub struct SeqBatch {
@@ -68,6 +71,8 @@ pub struct Transformer {
     rope_global: RotaryEmbedding,
     rope_local: Option<RotaryEmbedding>,
     kv_dtype: DType,
+    /// Recorded decode steps, on devices that can replay them (CUDA).
+    graphs: Option<DecodeGraphs>,
 }
 
 impl Transformer {
@@ -107,6 +112,7 @@ impl Transformer {
             rope_global,
             rope_local,
             kv_dtype: DType::F32,
+            graphs: DecodeGraphs::for_device(device),
         })
     }
 
@@ -116,6 +122,20 @@ impl Transformer {
 
     pub fn device(&self) -> &Device {
         &self.device
+    }
+
+    /// Replay decode steps as device graphs where the device can (the default; `HEARTH_CUDA_GRAPHS=0`
+    /// turns it off at load), or run every step op by op.
+    pub fn set_device_graphs(&mut self, enabled: bool) {
+        self.graphs = if enabled { DecodeGraphs::for_device(&self.device) } else { None };
+    }
+
+    /// Whether decode steps are replayed as device graphs, or why recording them failed.
+    pub fn graph_status(&self) -> String {
+        match &self.graphs {
+            None => "off".into(),
+            Some(g) => g.failure().map_or_else(|| "on".into(), |why| format!("failed: {why}")),
+        }
     }
 
     /// The element type of KV caches made by [`Self::kv_cache_config`]: f32 (default) or f16.
@@ -150,21 +170,37 @@ impl Transformer {
 
     fn forward_on_pool(&self, tokens: &[u32], seqs: &[SeqBatch], cache: &PagedKvCache) -> Result<Tensor> {
         let mut plan = BatchPlan::new(tokens.len(), seqs, cache.config().block_size, &self.config, &self.device)?;
-        plan.rope_global = self.rope_global.rows(&plan.positions)?;
-        plan.rope_local = self.rope_local.as_ref().map(|r| r.rows(&plan.positions)).transpose()?;
+        if let Some(graphs) = &self.graphs {
+            if let Some(logits) = graphs.decode(self, tokens, &mut plan, cache)? {
+                return Ok(logits);
+            }
+        }
+        let rope = StepRope {
+            global: self.rope_global.rows(&plan.positions)?,
+            local: self.rope_local.as_ref().map(|r| r.rows(&plan.positions)).transpose()?,
+        };
         let ids = Tensor::new(tokens, &self.device)?;
+        self.forward_planned(&ids, &plan, &rope, cache)
+    }
+
+    /// The layers over a planned batch whose token ids `ids` and rope rows are on the device already.
+    fn forward_planned(&self, ids: &Tensor, plan: &BatchPlan, rope: &StepRope, cache: &PagedKvCache) -> Result<Tensor> {
+        let tokens = || -> Result<Vec<u32>> { Ok(ids.to_vec1::<u32>()?) };
         let mut x = match &self.embedding {
-            Embedding::Quantized(q) => q.embedding(&ids)?,
-            Embedding::Blocks(m) => m.rows_f32(tokens, &self.device)?,
-            Embedding::Dense(t) => t.index_select(&ids, 0)?.to_dtype(DType::F32)?,
+            Embedding::Quantized(q) => q.embedding(ids)?,
+            Embedding::Blocks(m) => m.rows_f32(&tokens()?, &self.device)?,
+            Embedding::Dense(t) => t.index_select(ids, 0)?.to_dtype(DType::F32)?,
         };
         if let Some(scale) = self.config.embed_scale {
             x = (x * scale as f64)?;
         }
         for (i, block) in self.blocks.iter().enumerate() {
-            x = self.block_forward(i, block, &x, &plan, cache)?;
+            x = self.block_forward(i, block, &x, plan, rope, cache)?;
         }
-        let rows = x.index_select(&plan.logit_rows, 0)?;
+        let rows = match &plan.logit_rows {
+            Some(rows) => x.index_select(rows, 0)?,
+            None => x,
+        };
         let mut logits = self.lm_head.forward(&self.norm.forward(&rows)?)?;
         if let Some(cap) = self.config.final_logit_softcap {
             logits = ((logits / cap as f64)?.tanh()? * cap as f64)?;
@@ -172,7 +208,7 @@ impl Transformer {
         Ok(logits)
     }
 
-    fn block_forward(&self, layer: usize, b: &Block, x: &Tensor, plan: &BatchPlan, cache: &PagedKvCache) -> Result<Tensor> {
+    fn block_forward(&self, layer: usize, b: &Block, x: &Tensor, plan: &BatchPlan, step_rope: &StepRope, cache: &PagedKvCache) -> Result<Tensor> {
         let c = &self.config;
         let t = x.dim(0)?;
         let h = b.attn_norm.forward(x)?;
@@ -186,9 +222,9 @@ impl Transformer {
             k = kn.forward(&k)?;
         }
         let sliding = c.is_sliding(layer);
-        let (rope, rows) = match (&self.rope_local, &plan.rope_local, sliding) {
+        let (rope, rows) = match (&self.rope_local, &step_rope.local, sliding) {
             (Some(local), Some(rows), true) => (local, rows),
-            _ => (&self.rope_global, &plan.rope_global),
+            _ => (&self.rope_global, &step_rope.global),
         };
         let q = rope.apply_rows(&q, rows)?;
         let k = rope.apply_rows(&k, rows)?;
@@ -331,14 +367,18 @@ struct DecodeIndex {
     q_rows: Option<Tensor>,
 }
 
+/// cos/sin of a batch's positions for the global (and, in Gemma 3, the local) rope, shared by all layers.
+struct StepRope {
+    global: RopeRows,
+    local: Option<RopeRows>,
+}
+
 /// Per-batch index tensors computed once and shared by every layer.
 struct BatchPlan {
     positions: Vec<u32>,
-    /// cos/sin of `positions` for the global (and, in Gemma 3, the local) rope, shared by all layers.
-    rope_global: RopeRows,
-    rope_local: Option<RopeRows>,
     slots: Vec<usize>,
-    logit_rows: Tensor,
+    /// Rows of the batch that produce logits; `None` when that is every row.
+    logit_rows: Option<Tensor>,
     seqs: Vec<SeqPlan>,
     /// Device copies made on first use: `slots` as u32, decode indices for global and local layers.
     slot_tensor: OnceCell<Tensor>,
@@ -400,16 +440,22 @@ impl BatchPlan {
         Ok(cell.get().and_then(|i| i.as_ref()))
     }
 
+    /// The visible slots of the sequences `decoded`, concatenated, and where each one's run starts.
+    fn decode_slots(&self, decoded: &[usize], sliding: bool) -> (Vec<u32>, Vec<u32>) {
+        let (mut slots, mut offsets) = (Vec::new(), vec![0u32]);
+        for &i in decoded {
+            slots.extend_from_slice(self.seqs[i].visible_slots(sliding));
+            offsets.push(slots.len() as u32);
+        }
+        (slots, offsets)
+    }
+
     fn build_decode_index(&self, sliding: bool, device: &Device) -> Result<Option<DecodeIndex>> {
         let decoded: Vec<usize> = (0..self.seqs.len()).filter(|&i| self.seqs[i].n_new == 1).collect();
         if decoded.is_empty() {
             return Ok(None);
         }
-        let (mut slots, mut offsets) = (Vec::new(), vec![0u32]);
-        for &i in &decoded {
-            slots.extend_from_slice(self.seqs[i].visible_slots(sliding));
-            offsets.push(slots.len() as u32);
-        }
+        let (slots, offsets) = self.decode_slots(&decoded, sliding);
         let q_rows = if decoded.len() == self.seqs.len() {
             None
         } else {
@@ -454,11 +500,9 @@ impl BatchPlan {
             offset += s.n_new;
         }
         Ok(Self {
-            rope_global: RopeRows::empty(device)?,
-            rope_local: None,
             positions,
             slots,
-            logit_rows: Tensor::new(rows.as_slice(), device)?,
+            logit_rows: if rows.len() == n_tokens { None } else { Some(Tensor::new(rows.as_slice(), device)?) },
             seqs: plans,
             slot_tensor: OnceCell::new(),
             decode_global: OnceCell::new(),

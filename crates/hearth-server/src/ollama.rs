@@ -100,7 +100,7 @@ pub async fn ps(State(state): State<AppState>) -> Response {
             json!({"name": m.name, "model": m.name, "size": m.entry.size, "digest": pseudo_digest(&m.path),
                 "details": {"parent_model": "", "format": info.format, "family": info.architecture, "families": [info.architecture],
                     "parameter_size": human_count(info.parameters), "quantization_level": info.quantization},
-                "expires_at": rfc3339(expires), "size_vram": if on_cpu { 0 } else { m.entry.size },
+                "expires_at": rfc3339(expires), "size_vram": if on_cpu { 0 } else { m.entry.vram.unwrap_or(m.entry.size) },
                 "context_length": m.entry.engine.context().context_length})
         })
         .collect();

@@ -36,6 +36,8 @@ pub struct LoadedEntry {
     pub load_duration: Duration,
     /// Weights plus KV cache, in bytes.
     pub size: u64,
+    /// Device memory the load took, as the driver measured it (`None` on the CPU).
+    pub vram: Option<u64>,
 }
 
 struct SlotState {
@@ -234,8 +236,8 @@ impl Registry {
         let loaded = tokio::task::spawn_blocking(move || load_blocking(&path, engine, &device))
             .await
             .map_err(|e| ApiError::internal(format!("loading {}: {e}", slot.path.display())))??;
-        let size = loaded.0.context().info.file_size + loaded.0.context().kv_cache_bytes as u64;
-        let entry = Arc::new(LoadedEntry { engine: loaded.0, prompt: loaded.1, load_duration: started.elapsed(), size });
+        let size = loaded.engine.context().info.file_size + loaded.engine.context().kv_cache_bytes as u64;
+        let entry = Arc::new(LoadedEntry { engine: loaded.engine, prompt: loaded.prompt, load_duration: started.elapsed(), size, vram: loaded.vram });
         lock(&slot.state).last_used = Instant::now();
         tracing::info!(model = %slot.name, path = %slot.path.display(), size, "loaded");
         Ok(entry)
@@ -336,14 +338,24 @@ impl Slot {
     }
 }
 
-fn load_blocking(path: &Path, engine: EngineConfig, device: &str) -> ApiResult<(EngineHandle, PromptMode)> {
+/// What a load produced: the running engine, its prompt mode and the device memory it took.
+struct Loaded {
+    engine: EngineHandle,
+    prompt: PromptMode,
+    vram: Option<u64>,
+}
+
+fn load_blocking(path: &Path, engine: EngineConfig, device: &str) -> ApiResult<Loaded> {
     let fail = |e: String| ApiError::internal(format!("loading {}: {e}", path.display()));
     let spec: hearth_layers::DeviceSpec = device.parse().map_err(|e| fail(format!("{e}")))?;
     let device = hearth_layers::select_device(spec).map_err(|e| fail(e.to_string()))?;
+    let before = hearth_layers::device::memory_in_use(&device);
     let loaded = hearth_models::load(path, &device).map_err(|e| fail(e.to_string()))?;
     let handle = EngineHandle::start(loaded, engine).map_err(|e| fail(e.to_string()))?;
+    // Weights and the KV cache are on the device once the engine has started.
+    let vram = before.zip(hearth_layers::device::memory_in_use(&device)).map(|(a, b)| b.saturating_sub(a));
     let prompt = PromptMode::for_model(handle.context(), false).map_err(|e| fail(e.to_string()))?;
-    Ok((handle, prompt))
+    Ok(Loaded { engine: handle, prompt, vram })
 }
 
 /// Size of a model file, or of every file in a model folder.

@@ -1,0 +1,77 @@
+//! CUDA graphs: a decode step recorded once and replayed with one launch, so the ~30 kernels per
+//! layer stop costing a host round of candle bookkeeping and a driver launch each. Reached only
+//! through `crate::device`.
+
+use candle_core::cuda_backend::cudarc::driver::sys::{CUgraphInstantiate_flags, CUstreamCaptureMode};
+use candle_core::cuda_backend::cudarc::driver::CudaGraph;
+use candle_core::backend::BackendStorage;
+use candle_core::cuda_backend::{CudaDevice, CudaStorage, WrapErr};
+use candle_core::{Layout, Result, Tensor};
+
+/// A recorded graph. Its memory (the intermediates and the output it leaves allocated) sits at
+/// addresses fixed for the graph's lifetime, so an output tensor captured with it stays valid across
+/// replays; `AUTO_FREE_ON_LAUNCH` lets a replay reuse that output allocation.
+pub struct Graph(CudaGraph);
+
+// SAFETY: the exec handle is only launched through `&self` while the caller holds it (hearth keeps
+// graphs behind a mutex); launching binds the owning context to the calling thread first.
+unsafe impl Send for Graph {}
+
+impl Graph {
+    pub fn replay(&self) -> Result<()> {
+        self.0.launch().w()
+    }
+}
+
+/// Runs `f` with candle's host-upload cache on, so the small parameter vectors its kernels upload
+/// (shapes, strides) are cached: a warm-up like this must precede [`record`] of the same work.
+pub fn with_upload_cache<T>(dev: &CudaDevice, f: impl FnOnce() -> T) -> T {
+    let _cache = dev.enable_cuda_graph_htod_cache();
+    f()
+}
+
+/// Records everything `f` enqueues on the device's stream instead of running it. The capture is
+/// always ended, also when `f` fails, so the stream stays usable; `Ok(None)` means the driver
+/// produced no graph.
+pub fn record<T, E: From<candle_core::Error>>(
+    dev: &CudaDevice,
+    f: impl FnOnce() -> std::result::Result<T, E>,
+) -> std::result::Result<Option<(Graph, T)>, E> {
+    let stream = dev.cuda_stream();
+    let _cache = dev.enable_cuda_graph_htod_cache();
+    stream.begin_capture(CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL).w()?;
+    let out = f();
+    let graph = stream.end_capture(CUgraphInstantiate_flags::CUDA_GRAPH_INSTANTIATE_FLAG_AUTO_FREE_ON_LAUNCH).w();
+    let out = out?;
+    Ok(graph?.map(|g| (Graph(g), out)))
+}
+
+/// Overwrites a u32 device tensor in place with host data (the graph's inputs between replays).
+struct HostWrite<'a> {
+    data: &'a [u32],
+}
+
+impl candle_core::InplaceOp1 for HostWrite<'_> {
+    fn name(&self) -> &'static str {
+        "hearth-host-write"
+    }
+
+    fn cpu_fwd(&self, _: &mut candle_core::CpuStorage, _: &Layout) -> Result<()> {
+        candle_core::bail!("hearth-host-write writes CUDA tensors only")
+    }
+
+    fn cuda_fwd(&self, storage: &mut CudaStorage, layout: &Layout) -> Result<()> {
+        let (a, b) = layout.contiguous_offsets().ok_or_else(|| candle_core::Error::Msg("host write: tensor must be contiguous".into()))?;
+        if b - a != self.data.len() {
+            candle_core::bail!("host write: {} values into a tensor of {}", self.data.len(), b - a);
+        }
+        let stream = storage.device().cuda_stream();
+        let mut dst = storage.as_cuda_slice_mut::<u32>()?.slice_mut(a..b);
+        stream.memcpy_htod(self.data, &mut dst).w()
+    }
+}
+
+/// Copies `data` into the u32 tensor `dst` (same element count), ordered on the device's stream.
+pub fn write_u32(dst: &Tensor, data: &[u32]) -> Result<()> {
+    dst.inplace_op1(&HostWrite { data })
+}

@@ -1,0 +1,81 @@
+//! Decode steps replayed as CUDA graphs must give exactly the logits of the same steps run op by op:
+//! the same kernels run in the same order, only launched differently. The schedule changes the batch
+//! size, reuses each size's graph with new inputs, and switches to another KV cache.
+//!
+//! Model: `HEARTH_GRAPH_TEST_MODEL` (a small GGUF; scripts/device/graphs-check.sh passes the tiny ones).
+
+use candle_core::Tensor;
+use hearth_layers::{select_device, DeviceSpec, PagedKvCache};
+use hearth_models::{SeqBatch, Transformer};
+
+const BLOCK: usize = 16;
+
+fn model_path() -> std::path::PathBuf {
+    std::env::var_os("HEARTH_GRAPH_TEST_MODEL").expect("set HEARTH_GRAPH_TEST_MODEL to a small GGUF model").into()
+}
+
+/// Prefills prompts of several lengths in one batch, then decodes fixed tokens (all sequences, then
+/// three of them, then all again); returns every step's logits.
+fn run_schedule(model: &Transformer, cache: &PagedKvCache, salt: u32) -> Vec<Vec<f32>> {
+    let vocab = model.config().vocab_size as u32;
+    let token = |s: usize, pos: usize| (s as u32 * 7919 + pos as u32 * 104_729 + salt) % vocab;
+    let lens = [3usize, 7, 12, 20, 33];
+    let per_seq = 64usize.div_ceil(BLOCK);
+    let tables: Vec<Vec<usize>> = (0..lens.len()).map(|s| (s * per_seq..(s + 1) * per_seq).collect()).collect();
+    let mut pos = lens.to_vec();
+    let mut tokens: Vec<u32> = Vec::new();
+    let mut seqs = Vec::new();
+    for (s, &n) in lens.iter().enumerate() {
+        tokens.extend((0..n).map(|p| token(s, p)));
+        seqs.push(SeqBatch { cached: 0, n_new: n, block_table: tables[s].clone(), all_logits: false });
+    }
+    let mut out = vec![flat(&model.forward(&tokens, &seqs, cache).expect("prefill"))];
+    let phases: [&[usize]; 3] = [&[0, 1, 2, 3, 4], &[0, 2, 4], &[0, 1, 2, 3, 4]];
+    for (phase, members) in phases.iter().enumerate() {
+        for _ in 0..6 + phase {
+            let tokens: Vec<u32> = members.iter().map(|&s| token(s, pos[s])).collect();
+            let seqs: Vec<SeqBatch> = members
+                .iter()
+                .map(|&s| SeqBatch { cached: pos[s], n_new: 1, block_table: tables[s].clone(), all_logits: false })
+                .collect();
+            out.push(flat(&model.forward(&tokens, &seqs, cache).expect("decode step")));
+            members.iter().for_each(|&s| pos[s] += 1);
+        }
+    }
+    out
+}
+
+fn flat(t: &Tensor) -> Vec<f32> {
+    t.flatten_all().and_then(|t| t.to_vec1::<f32>()).expect("logits to host")
+}
+
+fn cache_for(model: &Transformer) -> PagedKvCache {
+    PagedKvCache::new(model.kv_cache_config(5 * 64 / BLOCK, BLOCK), model.device()).expect("kv cache")
+}
+
+#[test]
+fn graph_replays_give_the_logits_of_direct_steps() {
+    let device = select_device(DeviceSpec::Cuda(0)).expect("a CUDA device");
+    let mut direct = hearth_models::load(&model_path(), &device).expect("load").model;
+    direct.set_device_graphs(false);
+    let mut graphed = hearth_models::load(&model_path(), &device).expect("load").model;
+    graphed.set_device_graphs(true);
+    assert_eq!(direct.graph_status(), "off");
+
+    let (cache_a, cache_b) = (cache_for(&direct), cache_for(&graphed));
+    let want = run_schedule(&direct, &cache_a, 13);
+    let got = run_schedule(&graphed, &cache_b, 13);
+    assert_eq!(graphed.graph_status(), "on", "recording must have succeeded");
+    assert_eq!(want.len(), got.len());
+    for (step, (w, g)) in want.iter().zip(&got).enumerate() {
+        assert!(w == g, "step {step}: logits differ (max |diff| {})", w.iter().zip(g).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max));
+    }
+
+    // Another cache with other tokens, the first one still alive: graphs recorded on the first must
+    // not be replayed against it.
+    let (cache_c, cache_d) = (cache_for(&direct), cache_for(&graphed));
+    let want = run_schedule(&direct, &cache_c, 977);
+    let got = run_schedule(&graphed, &cache_d, 977);
+    assert!(want == got, "after switching caches the graphed logits differ from the direct ones");
+    drop((cache_a, cache_b));
+}
