@@ -50,6 +50,8 @@ pub fn select_device(spec: DeviceSpec) -> Result<Device> {
                     // SAFETY: hearth uses the device's one stream only, so the per-tensor events candle
                     // records for cross-stream safety (an event per op) are pure overhead.
                     unsafe { cuda.disable_event_tracking() };
+                    // Best effort: without it every step re-maps the memory it frees (only slower).
+                    let _ = cuda_graph::keep_freed_memory(cuda);
                 }
                 Ok(device)
             } else {
@@ -203,4 +205,28 @@ pub fn memory_in_use(device: &Device) -> Option<u64> {
     }
     let _ = device;
     None
+}
+
+/// `x` (`[.., k]`, f32) times `w^T` for a bf16/f16 weight `w` (`[n, k]`) in one kernel that reads
+/// the weight once for up to 8 activation rows (decode) and needs no casts, when the device has one;
+/// `None` means the caller takes the library path.
+pub fn dense_gemv(x: &Tensor, w: &Tensor) -> Result<Option<Tensor>> {
+    #[cfg(feature = "cuda")]
+    if x.device().is_cuda() && x.dtype() == candle_core::DType::F32 && matches!(w.dtype(), candle_core::DType::BF16 | candle_core::DType::F16) {
+        let (n, k) = w.dims2()?;
+        let rows = x.elem_count() / k.max(1);
+        let aligned = w.is_contiguous() && w.layout().start_offset() % 8 == 0;
+        if x.dims().last() == Some(&k) && k % 8 == 0 && (1..=cuda_kernels::DENSE_GEMV_MAX_ROWS).contains(&rows) && aligned {
+            let flat = x.reshape((rows, k))?.contiguous()?;
+            if flat.layout().start_offset() % 4 == 0 {
+                let mut dims = x.dims().to_vec();
+                if let Some(last) = dims.last_mut() {
+                    *last = n;
+                }
+                return Ok(Some(cuda_kernels::dense_gemv(&flat, w)?.reshape(dims)?));
+            }
+        }
+    }
+    let _ = (x, w);
+    Ok(None)
 }

@@ -95,7 +95,11 @@ impl Linear {
             // On an accelerator the (bf16/f16) weight stays as loaded: the activation is cast to it,
             // the library matmul accumulates in f32, and the result comes back in the caller's dtype.
             // Casting the weight instead would copy every weight on every call.
-            Weight::Dense(w) if !w.device().is_cpu() => x.to_dtype(w.dtype())?.broadcast_matmul(&w.t()?)?.to_dtype(x.dtype())?,
+            Weight::Dense(w) if !w.device().is_cpu() => match crate::device::dense_gemv(x, w)? {
+                // A few rows (decode): one kernel reads the weight as stored, no casts.
+                Some(y) => y,
+                None => x.to_dtype(w.dtype())?.broadcast_matmul(&w.t()?)?.to_dtype(x.dtype())?,
+            },
             Weight::Dense(w) => x.broadcast_matmul(&w.to_dtype(x.dtype())?.t()?)?,
         };
         match &self.bias {

@@ -80,7 +80,8 @@ fn check(heads: usize, kv_heads: usize, head_dim: usize, window: Option<usize>, 
 #[test]
 fn decode_attention_matches_the_cpu_kernel() {
     let mut seed = 1;
-    for (heads, kv_heads, head_dim) in [(32, 8, 64), (8, 8, 128), (4, 1, 256), (6, 2, 40)] {
+    // GQA groups of 4, 1, 4, 3, 7 (two runs: 4 + 3) and 10 (4 + 4 + 2).
+    for (heads, kv_heads, head_dim) in [(32, 8, 64), (8, 8, 128), (4, 1, 256), (6, 2, 40), (14, 2, 64), (10, 1, 128)] {
         for window in [None, Some(5)] {
             for dtype in [DType::F32, DType::F16, DType::BF16] {
                 check(heads, kv_heads, head_dim, window, None, dtype, seed);
@@ -146,6 +147,37 @@ fn rope_kernel_matches_the_cpu_rope() {
             let (want, got) = (run(&Device::Cpu), run(&gpu));
             let worst = want.iter().zip(&got).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
             assert!(worst < 1e-5, "{style:?}, {heads} heads of {head_dim}: max difference {worst}");
+        }
+    }
+}
+
+/// The decode GEMV (f32 activations × bf16/f16 weights, 1–8 rows) against an f64 product of the same
+/// rounded weights on the host, for ragged row counts and k not a multiple of the 256-wide warp step.
+#[test]
+fn dense_gemv_matches_a_host_product() {
+    let gpu = hearth_layers::select_device(DeviceSpec::Cuda(0)).expect("a CUDA device");
+    for (seed, &(n, k)) in [(1usize, 8usize), (5, 64), (130, 2056), (33, 4096)].iter().enumerate() {
+        for dtype in [DType::BF16, DType::F16] {
+            for rows in 1..=9 {
+                let w = round_to(noise(n * k, seed as u64 * 31 + rows as u64), dtype);
+                let x = noise(rows * k, seed as u64 * 17 + 5);
+                let wt = Tensor::from_vec(w.clone(), (n, k), &gpu).and_then(|t| t.to_dtype(dtype)).expect("weight");
+                let xt = Tensor::from_vec(x.clone(), (rows, k), &gpu).expect("x");
+                let got = hearth_layers::device::dense_gemv(&xt, &wt).expect("gemv");
+                let Some(got) = got else {
+                    assert!(rows > 8, "{rows} rows of k {k} must take the kernel");
+                    continue;
+                };
+                assert!(rows <= 8, "more than 8 rows must take the library path");
+                let got = got.flatten_all().and_then(|t| t.to_vec1::<f32>()).expect("to host");
+                for r in 0..rows {
+                    for j in 0..n {
+                        let want: f64 = (0..k).map(|i| x[r * k + i] as f64 * w[j * k + i] as f64).sum();
+                        let diff = (got[r * n + j] as f64 - want).abs();
+                        assert!(diff <= 1e-4 * (k as f64).sqrt(), "{dtype:?} n {n} k {k} rows {rows}: [{r},{j}] {} vs {want}", got[r * n + j]);
+                    }
+                }
+            }
         }
     }
 }

@@ -1,5 +1,5 @@
 // Paged attention for decode steps: one query token per sequence, every sequence of the batch in one
-// launch. Block (seq, head) of 4 warps; each warp walks a strided subset of the sequence's visible keys
+// launch. Block (seq, KV head, run of up to GROUP query heads) of 4 warps; each warp walks a strided subset of the sequence's visible keys
 // with an online softmax, and the warps' partial results are merged at the end. K/V rows are read in
 // place from the paged cache through the slot list, so no gather copy is made.
 #include <cuda_fp16.h>
@@ -10,6 +10,8 @@
 #define MAX_HEAD_DIM 256
 #define PER_LANE (MAX_HEAD_DIM / 32)
 #define KEYS 4
+// Query heads served per block (a GQA group, or a run of one).
+#define GROUP 4
 
 __device__ __forceinline__ float as_float(float x) { return x; }
 __device__ __forceinline__ float as_float(__half x) { return __half2float(x); }
@@ -24,95 +26,123 @@ __device__ void decode_attention(
     const unsigned* __restrict__ offsets, // [seqs + 1]: sequence s owns slots[offsets[s]..offsets[s+1]]
     float* __restrict__ out,              // [seqs, n_heads, head_dim]
     int n_heads, int n_kv_heads, int head_dim, float scale, float softcap) {
-  const int seq = blockIdx.x, head = blockIdx.y;
+  // Block (seq, y): y names a KV head and a run of up to GROUP of the query heads that share it, so
+  // each K/V row is read once for all of them (GQA); reading it once per query head multiplied the
+  // cache traffic by the group size and spilled a 64-sequence batch out of L2.
+  const int group = n_heads / n_kv_heads;
+  const int runs = (group + GROUP - 1) / GROUP;
+  const int seq = blockIdx.x, kv_head = blockIdx.y / runs;
+  const int head0 = kv_head * group + (blockIdx.y % runs) * GROUP;
+  const int count = min(GROUP, kv_head * group + group - head0);
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  const int kv_head = head / (n_heads / n_kv_heads);
   const size_t row_width = (size_t)n_kv_heads * head_dim;
   const unsigned begin = offsets[seq], end = offsets[seq + 1];
-  const float* qh = q + ((size_t)seq * n_heads + head) * head_dim;
 
-  float qr[PER_LANE], acc[PER_LANE];
+  float qr[GROUP][PER_LANE], acc[GROUP][PER_LANE], m[GROUP], l[GROUP];
 #pragma unroll
-  for (int i = 0; i < PER_LANE; i++) {
-    const int d = lane + 32 * i;
-    qr[i] = d < head_dim ? qh[d] : 0.f;
-    acc[i] = 0.f;
+  for (int g = 0; g < GROUP; g++) {
+    const float* qh = q + ((size_t)seq * n_heads + head0 + min(g, count - 1)) * head_dim;
+#pragma unroll
+    for (int i = 0; i < PER_LANE; i++) {
+      const int d = lane + 32 * i;
+      qr[g][i] = d < head_dim ? qh[d] : 0.f;
+      acc[g][i] = 0.f;
+    }
+    m[g] = -INFINITY;
+    l[g] = 0.f;
   }
-  float m = -INFINITY, l = 0.f;
   // KEYS keys per warp step, their loads issued together: a warp walking one key at a time waits on
   // a global-load round trip per key, and decode attention is exactly that latency.
   for (unsigned j0 = begin + warp * KEYS; j0 < end; j0 += WARPS * KEYS) {
     size_t base[KEYS];
-    float s[KEYS];
+    float s[KEYS][GROUP];
 #pragma unroll
     for (int u = 0; u < KEYS; u++) {
       const unsigned j = j0 + u < end ? j0 + u : j0;  // past the end: recompute key j0, then mask it
       base[u] = (size_t)slots[j] * row_width + (size_t)kv_head * head_dim;
-      s[u] = 0.f;
+#pragma unroll
+      for (int g = 0; g < GROUP; g++) s[u][g] = 0.f;
     }
 #pragma unroll
     for (int i = 0; i < PER_LANE; i++) {
       const int d = lane + 32 * i;
       if (d < head_dim) {
 #pragma unroll
-        for (int u = 0; u < KEYS; u++) s[u] += qr[i] * as_float(k_cache[base[u] + d]);
+        for (int u = 0; u < KEYS; u++) {
+          const float k = as_float(k_cache[base[u] + d]);
+#pragma unroll
+          for (int g = 0; g < GROUP; g++) s[u][g] += qr[g][i] * k;
+        }
       }
     }
-    float m_new = m;
+    float p[KEYS][GROUP], correction[GROUP];
 #pragma unroll
-    for (int u = 0; u < KEYS; u++) {
+    for (int g = 0; g < GROUP; g++) {
+      float m_new = m[g];
 #pragma unroll
-      for (int o = 16; o > 0; o >>= 1) s[u] += __shfl_xor_sync(0xffffffff, s[u], o);
-      s[u] *= scale;
-      if (softcap > 0.f) s[u] = softcap * tanhf(s[u] / softcap);
-      if (j0 + u >= end) s[u] = -INFINITY;
-      m_new = fmaxf(m_new, s[u]);
-    }
-    const float correction = expf(m - m_new);
-    float p[KEYS];
-    l *= correction;
+      for (int u = 0; u < KEYS; u++) {
 #pragma unroll
-    for (int u = 0; u < KEYS; u++) {
-      p[u] = expf(s[u] - m_new);
-      l += p[u];
+        for (int o = 16; o > 0; o >>= 1) s[u][g] += __shfl_xor_sync(0xffffffff, s[u][g], o);
+        s[u][g] *= scale;
+        if (softcap > 0.f) s[u][g] = softcap * tanhf(s[u][g] / softcap);
+        if (j0 + u >= end) s[u][g] = -INFINITY;
+        m_new = fmaxf(m_new, s[u][g]);
+      }
+      correction[g] = expf(m[g] - m_new);
+      l[g] *= correction[g];
+#pragma unroll
+      for (int u = 0; u < KEYS; u++) {
+        p[u][g] = expf(s[u][g] - m_new);
+        l[g] += p[u][g];
+      }
+      m[g] = m_new;
     }
 #pragma unroll
     for (int i = 0; i < PER_LANE; i++) {
       const int d = lane + 32 * i;
       if (d < head_dim) {
-        float a = acc[i] * correction;
+        float a[GROUP];
 #pragma unroll
-        for (int u = 0; u < KEYS; u++) a += p[u] * as_float(v_cache[base[u] + d]);
-        acc[i] = a;
+        for (int g = 0; g < GROUP; g++) a[g] = acc[g][i] * correction[g];
+#pragma unroll
+        for (int u = 0; u < KEYS; u++) {
+          const float v = as_float(v_cache[base[u] + d]);
+#pragma unroll
+          for (int g = 0; g < GROUP; g++) a[g] += p[u][g] * v;
+        }
+#pragma unroll
+        for (int g = 0; g < GROUP; g++) acc[g][i] = a[g];
       }
     }
-    m = m_new;
   }
 
-  __shared__ float warp_max[WARPS], warp_sum[WARPS];
-  __shared__ float warp_acc[WARPS][MAX_HEAD_DIM];
-  if (lane == 0) {
-    warp_max[warp] = m;
-    warp_sum[warp] = l;
-  }
+  __shared__ float warp_max[WARPS][GROUP], warp_sum[WARPS][GROUP];
+  __shared__ float warp_acc[WARPS][GROUP][MAX_HEAD_DIM];
 #pragma unroll
-  for (int i = 0; i < PER_LANE; i++) {
-    const int d = lane + 32 * i;
-    if (d < head_dim) warp_acc[warp][d] = acc[i];
+  for (int g = 0; g < GROUP; g++) {
+    if (lane == 0) {
+      warp_max[warp][g] = m[g];
+      warp_sum[warp][g] = l[g];
+    }
+#pragma unroll
+    for (int i = 0; i < PER_LANE; i++) {
+      const int d = lane + 32 * i;
+      if (d < head_dim) warp_acc[warp][g][d] = acc[g][i];
+    }
   }
   __syncthreads();
-  float* oh = out + ((size_t)seq * n_heads + head) * head_dim;
-  for (int d = threadIdx.x; d < head_dim; d += blockDim.x) {
+  for (int e = threadIdx.x; e < count * head_dim; e += blockDim.x) {
+    const int g = e / head_dim, d = e % head_dim;
     float top = -INFINITY;
-    for (int w = 0; w < WARPS; w++) top = fmaxf(top, warp_max[w]);
+    for (int w = 0; w < WARPS; w++) top = fmaxf(top, warp_max[w][g]);
     float total = 0.f, value = 0.f;
     for (int w = 0; w < WARPS; w++) {
-      if (warp_max[w] == -INFINITY) continue;  // a warp that saw no key
-      const float c = expf(warp_max[w] - top);
-      total += warp_sum[w] * c;
-      value += warp_acc[w][d] * c;
+      if (warp_max[w][g] == -INFINITY) continue;  // a warp that saw no key
+      const float c = expf(warp_max[w][g] - top);
+      total += warp_sum[w][g] * c;
+      value += warp_acc[w][g][d] * c;
     }
-    oh[d] = total > 0.f ? value / total : 0.f;
+    out[((size_t)seq * n_heads + head0 + g) * head_dim + d] = total > 0.f ? value / total : 0.f;
   }
 }
 

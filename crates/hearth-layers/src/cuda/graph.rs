@@ -75,3 +75,22 @@ impl candle_core::InplaceOp1 for HostWrite<'_> {
 pub fn write_u32(dst: &Tensor, data: &[u32]) -> Result<()> {
     dst.inplace_op1(&HostWrite { data })
 }
+
+/// Keeps memory freed into the device's default pool reserved for reuse instead of handing it back
+/// to the driver at every synchronisation (the pool's default release threshold is 0). Every step
+/// allocates and frees its activations and logits; with the default, each step re-maps them.
+pub fn keep_freed_memory(dev: &CudaDevice) -> Result<()> {
+    use candle_core::cuda_backend::cudarc::driver::sys;
+    let ctx = dev.cuda_stream().context().clone();
+    ctx.bind_to_thread().w()?;
+    let mut pool: sys::CUmemoryPool = std::ptr::null_mut();
+    let mut threshold = u64::MAX;
+    // SAFETY: `pool` receives the device's default pool handle, then one of its attributes is set
+    // from a live u64 as the driver expects for RELEASE_THRESHOLD.
+    unsafe {
+        sys::cuDeviceGetDefaultMemPool(&mut pool, ctx.cu_device()).result().w()?;
+        let value = (&mut threshold as *mut u64).cast::<std::ffi::c_void>();
+        sys::cuMemPoolSetAttribute(pool, sys::CUmemPool_attribute::CU_MEMPOOL_ATTR_RELEASE_THRESHOLD, value).result().w()?;
+    }
+    Ok(())
+}

@@ -9,6 +9,9 @@ use candle_core::{CustomOp3, DType, Layout, Result, Shape, Storage, Tensor};
 
 const DECODE_ATTENTION_PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/decode_attention.ptx"));
 
+/// Query heads one decode-attention block serves (GROUP in decode_attention.cu).
+const DECODE_GROUP: usize = 4;
+
 /// Decode attention over the paged cache for every sequence at once (see decode_attention.cu).
 struct DecodeAttention {
     slots: Tensor,
@@ -63,7 +66,9 @@ impl CustomOp3 for DecodeAttention {
             candle_core::bail!("decode attention: {} offsets for {seqs} sequences", self.offsets.elem_count());
         }
         let out = dev.alloc_zeros::<f32>(seqs * heads * head_dim)?;
-        let cfg = LaunchConfig { grid_dim: (seqs as u32, heads as u32, 1), block_dim: (128, 1, 1), shared_mem_bytes: 0 };
+        // One block per sequence, KV head and run of up to DECODE_GROUP query heads sharing it.
+        let runs = (p.n_heads / p.n_kv_heads).div_ceil(DECODE_GROUP);
+        let cfg = LaunchConfig { grid_dim: (seqs as u32, (p.n_kv_heads * runs) as u32, 1), block_dim: (128, 1, 1), shared_mem_bytes: 0 };
         let (nh, nkv, hd) = (p.n_heads as i32, p.n_kv_heads as i32, p.head_dim as i32);
         let softcap = p.softcap.unwrap_or(0.0);
         macro_rules! launch {
@@ -191,4 +196,60 @@ impl CustomOp3 for RopeRows {
 pub fn rope_rows(x: &Tensor, cos: &Tensor, sin: &Tensor, interleaved: bool) -> Result<Tensor> {
     let x = x.to_dtype(DType::F32)?.contiguous()?;
     x.apply_op3_no_bwd(&cos.contiguous()?, &sin.contiguous()?, &RopeRows { interleaved })
+}
+
+const DENSE_GEMV_PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/dense_gemv.ptx"));
+
+/// Most activation rows one [`DenseGemv`] launch serves (the kernel keeps one accumulator per row).
+pub const DENSE_GEMV_MAX_ROWS: usize = 8;
+
+/// `x` (f32 `[rows, k]`) times a bf16/f16 weight `[n, k]` transposed, in f32 (see dense_gemv.cu).
+struct DenseGemv;
+
+impl candle_core::CustomOp2 for DenseGemv {
+    fn name(&self) -> &'static str {
+        "hearth-dense-gemv"
+    }
+
+    fn cpu_fwd(&self, _: &candle_core::CpuStorage, _: &Layout, _: &candle_core::CpuStorage, _: &Layout) -> Result<(candle_core::CpuStorage, Shape)> {
+        candle_core::bail!("hearth-dense-gemv runs on CUDA only")
+    }
+
+    fn cuda_fwd(&self, x: &CudaStorage, x_l: &Layout, w: &CudaStorage, w_l: &Layout) -> Result<(CudaStorage, Shape)> {
+        let (rows, k) = x_l.shape().dims2()?;
+        let (n, wk) = w_l.shape().dims2()?;
+        let (w0, _) = range(w_l, "dense gemv: weight")?;
+        let (x0, _) = range(x_l, "dense gemv: x")?;
+        if wk != k || k % 8 != 0 || w0 % 8 != 0 || x0 % 4 != 0 || rows == 0 || rows > DENSE_GEMV_MAX_ROWS {
+            candle_core::bail!("dense gemv: x {:?} by weight {:?} (k a multiple of 8, aligned, 1..=8 rows)", x_l.shape(), w_l.shape());
+        }
+        let dev = x.device().clone();
+        let xs = view::<f32>(x, x_l, "dense gemv: x")?;
+        // SAFETY: the kernel writes every one of the rows * n outputs before anything reads them.
+        let out = unsafe { dev.alloc::<f32>(rows * n)? };
+        let cfg = LaunchConfig { grid_dim: (n.div_ceil(4) as u32, 1, 1), block_dim: (128, 1, 1), shared_mem_bytes: 0 };
+        let (n_i, k_i) = (n as i32, k as i32);
+        macro_rules! launch {
+            ($ty:ty, $suffix:literal) => {{
+                let name = format!(concat!("dense_gemv_", $suffix, "_{}"), rows);
+                let func = dev.get_or_load_custom_func(&name, "hearth_dense_gemv", DENSE_GEMV_PTX)?;
+                let ws = view::<$ty>(w, w_l, "dense gemv: weight")?;
+                let mut b = func.builder();
+                b.arg(&xs).arg(&ws).arg(&out).arg(&n_i).arg(&k_i);
+                // SAFETY: argument order and types match dense_gemv.cu; shapes and alignment checked above.
+                unsafe { b.launch(cfg) }.w()?;
+            }};
+        }
+        match w.dtype() {
+            DType::BF16 => launch!(half::bf16, "bf16"),
+            DType::F16 => launch!(half::f16, "f16"),
+            other => candle_core::bail!("dense gemv: weight dtype {other:?} is not supported"),
+        }
+        Ok((CudaStorage::wrap_cuda_slice(out, dev), Shape::from((rows, n))))
+    }
+}
+
+/// `x` `[rows, k]` (f32, 1..=8 rows) times `w^T` for a bf16/f16 weight `[n, k]`: `[rows, n]` f32.
+pub fn dense_gemv(x: &Tensor, w: &Tensor) -> Result<Tensor> {
+    x.contiguous()?.apply_op2_no_bwd(&w.contiguous()?, &DenseGemv)
 }
