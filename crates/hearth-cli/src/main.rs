@@ -72,6 +72,10 @@ fn main() -> ExitCode {
             Err(e) => eprintln!("warning: HEARTH_ISA: {e}"),
         }
     }
+    if std::env::var("HEARTH_CUDA_GRAPHS").is_ok_and(|v| v == "0") {
+        // Runs decode steps op by op instead of replaying CUDA graphs (for comparisons).
+        hearth_models::set_device_graphs_default(false);
+    }
     if let Some(n) = cli.threads {
         // candle's CPU kernels size their pool from this variable; set it before any tensor work starts.
         std::env::set_var("RAYON_NUM_THREADS", n.max(1).to_string());

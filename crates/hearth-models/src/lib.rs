@@ -13,7 +13,7 @@ pub mod weights;
 
 pub use config::{Family, ModelConfig};
 pub use loader::{load, load_dense, open, LoadedModel, ModelFiles, ModelInfo};
-pub use transformer::{SeqBatch, Transformer};
+pub use transformer::{set_device_graphs_default, SeqBatch, Transformer};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {

@@ -17,6 +17,16 @@ use std::sync::Arc;
 
 mod decode_graph;
 use decode_graph::DecodeGraphs;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Whether models loaded from now on replay decode steps as device graphs (see [`set_device_graphs_default`]).
+static GRAPHS_BY_DEFAULT: AtomicBool = AtomicBool::new(true);
+
+/// Sets whether models loaded from now on replay decode steps as device graphs where the device can
+/// (on by default); the CLI turns it off for `HEARTH_CUDA_GRAPHS=0`.
+pub fn set_device_graphs_default(enabled: bool) {
+    GRAPHS_BY_DEFAULT.store(enabled, Ordering::Relaxed);
+}
 
 /// One sequence's slice of a batch.
 #[derive(Debug, Clone)]
@@ -112,7 +122,7 @@ impl Transformer {
             rope_global,
             rope_local,
             kv_dtype: DType::F32,
-            graphs: DecodeGraphs::for_device(device),
+            graphs: if GRAPHS_BY_DEFAULT.load(Ordering::Relaxed) { DecodeGraphs::for_device(device) } else { None },
         })
     }
 
@@ -124,8 +134,8 @@ impl Transformer {
         &self.device
     }
 
-    /// Replay decode steps as device graphs where the device can (the default; `HEARTH_CUDA_GRAPHS=0`
-    /// turns it off at load), or run every step op by op.
+    /// Replay decode steps as device graphs where the device can (the default, see
+    /// [`set_device_graphs_default`]), or run every step op by op.
     pub fn set_device_graphs(&mut self, enabled: bool) {
         self.graphs = if enabled { DecodeGraphs::for_device(&self.device) } else { None };
     }

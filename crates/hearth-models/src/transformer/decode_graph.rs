@@ -73,10 +73,9 @@ struct SlotList {
 }
 
 impl DecodeGraphs {
-    /// Graphs for devices that can record them, unless `HEARTH_CUDA_GRAPHS=0` (for comparisons).
+    /// Graphs for devices that can record them.
     pub(super) fn for_device(device: &Device) -> Option<Self> {
-        let off = std::env::var("HEARTH_CUDA_GRAPHS").is_ok_and(|v| v == "0");
-        (device::graphs_supported(device) && !off).then(|| Self {
+        device::graphs_supported(device).then(|| Self {
             state: Mutex::new(State { graphs: HashMap::new(), tables: None, max_tokens: 0, failed: None, cache: None }),
         })
     }
