@@ -294,6 +294,14 @@ fn unknown_value_types() {
     expect_error(&w.to_bytes(), &["metadata 'general.list'", "unknown value type 77"]);
 }
 
+/// A key holding control characters (found by the fuzz test in CI) must not break the one-line message.
+#[test]
+fn control_characters_in_names_are_escaped() {
+    let mut w = small_model();
+    w.add_raw_metadata("tokenizer.ggml.tokens\t\n  a\r", 13, vec![0; 8]);
+    expect_error(&w.to_bytes(), &["metadata 'tokenizer.ggml.tokens\\t\\n  a\\r'", "unknown value type 13"]);
+}
+
 #[test]
 fn duplicate_metadata_key() {
     let mut w = small_model();

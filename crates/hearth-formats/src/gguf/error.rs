@@ -4,10 +4,16 @@ use std::path::PathBuf;
 
 /// A GGUF file could not be read. Displays as one line: `<path>: <what failed>`.
 #[derive(Debug, thiserror::Error)]
-#[error("{}: {kind}", path.display())]
+#[error("{}: {}", path.display(), one_line(&kind.to_string()))]
 pub struct GgufError {
     pub path: PathBuf,
     pub kind: GgufErrorKind,
+}
+
+/// Keys and tensor names come from the file and may hold control characters (a newline would break
+/// the one-line message and could forge log lines): those are shown escaped.
+fn one_line(text: &str) -> String {
+    text.chars().flat_map(|c| if c.is_control() { c.escape_default().collect::<Vec<_>>() } else { vec![c] }).collect()
 }
 
 /// What went wrong, with the field (metadata key, tensor name, header field) that holds the bad value.
