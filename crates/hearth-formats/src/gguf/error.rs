@@ -1,5 +1,6 @@
 //! Errors from reading GGUF files; each names the file and the field that failed.
 
+use crate::one_line;
 use std::path::PathBuf;
 
 /// A GGUF file could not be read. Displays as one line: `<path>: <what failed>`.
@@ -8,12 +9,6 @@ use std::path::PathBuf;
 pub struct GgufError {
     pub path: PathBuf,
     pub kind: GgufErrorKind,
-}
-
-/// Keys and tensor names come from the file and may hold control characters (a newline would break
-/// the one-line message and could forge log lines): those are shown escaped.
-fn one_line(text: &str) -> String {
-    text.chars().flat_map(|c| if c.is_control() { c.escape_default().collect::<Vec<_>>() } else { vec![c] }).collect()
 }
 
 /// What went wrong, with the field (metadata key, tensor name, header field) that holds the bad value.
