@@ -28,16 +28,17 @@ fn round_to(v: Vec<f32>, dtype: DType) -> Vec<f32> {
 
 fn check(heads: usize, kv_heads: usize, head_dim: usize, window: Option<usize>, softcap: Option<f32>, dtype: DType, seed: u64) {
     let gpu = hearth_layers::select_device(DeviceSpec::Cuda(0)).expect("a CUDA device");
-    let lens = [1usize, 7, 33, 130];
+    // Few sequences, so the kernel splits their keys; 1100 keys give each split several chunks.
+    let lens = [1usize, 7, 33, 130, 1100];
     let block = 16;
-    let per_seq = 130usize.div_ceil(block);
+    let per_seq = 1100usize.div_ceil(block);
     let blocks = per_seq * lens.len();
     let cfg = |dtype| KvCacheConfig { num_blocks: blocks, block_size: block, n_layers: 1, n_kv_heads: kv_heads, head_dim, dtype };
     let host = PagedKvCache::new(cfg(DType::F32), &Device::Cpu).expect("host cache");
     let dev = PagedKvCache::new(cfg(dtype), &gpu).expect("device cache");
     let width = kv_heads * head_dim;
     let p = AttentionParams { n_heads: heads, n_kv_heads: kv_heads, head_dim, scale: 1.0 / (head_dim as f32).sqrt(), sliding_window: window, softcap };
-    // Sequence s owns blocks s, s + 4, s + 8, ... (interleaved, so slots are scattered).
+    // Sequence s owns blocks s, s + 5, s + 10, ... (interleaved, so slots are scattered).
     let slots: Vec<Vec<u32>> = lens
         .iter()
         .enumerate()

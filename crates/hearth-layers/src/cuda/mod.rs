@@ -12,6 +12,11 @@ const DECODE_ATTENTION_PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/decod
 /// Query heads one decode-attention block serves (GROUP in decode_attention.cu).
 const DECODE_GROUP: usize = 4;
 
+/// Blocks a decode-attention launch aims for (two per SM of an H100-class GPU): fewer (sequence, head)
+/// blocks than this split their keys, up to DECODE_MAX_SPLITS ways.
+const DECODE_TARGET_BLOCKS: usize = 264;
+const DECODE_MAX_SPLITS: usize = 16;
+
 /// Decode attention over the paged cache for every sequence at once (see decode_attention.cu).
 struct DecodeAttention {
     slots: Tensor,
@@ -65,11 +70,16 @@ impl CustomOp3 for DecodeAttention {
         if self.offsets.elem_count() != seqs + 1 {
             candle_core::bail!("decode attention: {} offsets for {seqs} sequences", self.offsets.elem_count());
         }
-        let out = dev.alloc_zeros::<f32>(seqs * heads * head_dim)?;
-        // One block per sequence, KV head and run of up to DECODE_GROUP query heads sharing it.
+        // SAFETY (both buffers): the kernels write every element before anything reads it.
+        let out = unsafe { dev.alloc::<f32>(seqs * heads * head_dim)? };
+        // One block per sequence, KV head and run of up to DECODE_GROUP query heads sharing it, and
+        // the keys split over enough blocks to fill the GPU when the batch alone does not.
         let runs = (p.n_heads / p.n_kv_heads).div_ceil(DECODE_GROUP);
-        let cfg = LaunchConfig { grid_dim: (seqs as u32, (p.n_kv_heads * runs) as u32, 1), block_dim: (128, 1, 1), shared_mem_bytes: 0 };
-        let (nh, nkv, hd) = (p.n_heads as i32, p.n_kv_heads as i32, p.head_dim as i32);
+        let blocks = seqs * p.n_kv_heads * runs;
+        let splits = (DECODE_TARGET_BLOCKS / blocks.max(1)).clamp(1, DECODE_MAX_SPLITS);
+        let parts = if splits > 1 { Some(unsafe { dev.alloc::<f32>(seqs * heads * splits * (head_dim + 2))? }) } else { None };
+        let cfg = LaunchConfig { grid_dim: (seqs as u32, (p.n_kv_heads * runs) as u32, splits as u32), block_dim: (128, 1, 1), shared_mem_bytes: 0 };
+        let (nh, nkv, hd, sp) = (p.n_heads as i32, p.n_kv_heads as i32, p.head_dim as i32, splits as i32);
         let softcap = p.softcap.unwrap_or(0.0);
         macro_rules! launch {
             ($ty:ty, $name:literal) => {{
@@ -77,8 +87,8 @@ impl CustomOp3 for DecodeAttention {
                 let k = view::<$ty>(k, k_l, "decode attention: k cache")?;
                 let v = view::<$ty>(v, v_l, "decode attention: v cache")?;
                 let mut b = func.builder();
-                b.arg(&q).arg(&k).arg(&v).arg(&slots).arg(&offsets).arg(&out);
-                b.arg(&nh).arg(&nkv).arg(&hd).arg(&p.scale).arg(&softcap);
+                b.arg(&q).arg(&k).arg(&v).arg(&slots).arg(&offsets).arg(parts.as_ref().unwrap_or(&out));
+                b.arg(&nh).arg(&nkv).arg(&hd).arg(&p.scale).arg(&softcap).arg(&sp);
                 // SAFETY: argument types and order match the kernel's signature in decode_attention.cu,
                 // every buffer was checked above to hold what the kernel indexes.
                 unsafe { b.launch(cfg) }.w()?;
@@ -89,6 +99,15 @@ impl CustomOp3 for DecodeAttention {
             DType::F16 => launch!(half::f16, "decode_attention_f16"),
             DType::BF16 => launch!(half::bf16, "decode_attention_bf16"),
             other => candle_core::bail!("decode attention: cache dtype {other:?} is not supported"),
+        }
+        if let Some(parts) = &parts {
+            let func = dev.get_or_load_custom_func("decode_attention_merge", "hearth_decode_attention", DECODE_ATTENTION_PTX)?;
+            let merge = LaunchConfig { grid_dim: ((seqs * heads) as u32, 1, 1), block_dim: (head_dim.clamp(32, 256) as u32, 1, 1), shared_mem_bytes: 0 };
+            let mut b = func.builder();
+            b.arg(parts).arg(&out).arg(&hd).arg(&sp);
+            // SAFETY: argument order and types match decode_attention_merge; `parts` holds `splits`
+            // partials of head_dim + 2 floats for each of the seqs * heads rows.
+            unsafe { b.launch(merge) }.w()?;
         }
         Ok((CudaStorage::wrap_cuda_slice(out, dev), Shape::from((seqs, heads, head_dim))))
     }
