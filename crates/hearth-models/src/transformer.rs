@@ -261,7 +261,7 @@ impl Transformer {
             .map_err(|_| ModelError::BadBatch("gate/up projection returned the wrong count".into()))?;
         let gate = match c.activation {
             Activation::Silu => candle_nn::ops::silu(&gate)?,
-            Activation::GeluTanh => gate.gelu()?,
+            Activation::GeluTanh => hearth_layers::cpu::gelu_tanh(&gate)?,
         };
         let ff = b.mlp.down.forward(&(gate * up)?)?;
         let ff = match &b.ffn_post_norm {

@@ -1,5 +1,7 @@
 //! Kernels for the CPU path that work on plain f32 slices, without tensor dispatch overhead.
 
 pub mod attention;
+pub mod gelu;
 
 pub use attention::{paged_attention_host, HostSeq};
+pub use gelu::gelu_tanh;

@@ -2,6 +2,7 @@
 
 use candle_core::quantized::GgmlDType;
 use half::f16;
+use rayon::prelude::*;
 
 /// A 32-value block of quantized activations (Q8_0, or Q8_1 when `sum_scaled` is used).
 #[derive(Clone, Copy)]
@@ -40,14 +41,26 @@ pub(crate) fn quantize(dtype: GgmlDType, xs: &[f32], m: usize, k: usize) -> Acti
     }
 }
 
+/// Values per parallel quantization task: below this (decode) the work is too small to share.
+const PAR_VALUES: usize = 16 * 1024;
+
+/// Blocks of `xs` quantized by `f`, in parallel for prefill-sized inputs. Each block depends only
+/// on its own values, so the result is the same however it is split.
+fn blocks<B: Send, const N: usize>(xs: &[f32], f: impl Fn(&[f32]) -> B + Sync + Send) -> Vec<B> {
+    if xs.len() < 2 * PAR_VALUES {
+        return xs.chunks_exact(N).map(f).collect();
+    }
+    xs.par_chunks(PAR_VALUES / N * N).flat_map_iter(|c| c.chunks_exact(N).map(&f)).collect()
+}
+
 #[inline(always)]
 fn q8_rows_simd(xs: &[f32]) -> Vec<Q8Block> {
     #[cfg(target_arch = "x86_64")]
     if super::isa::active() >= super::isa::Isa::Avx2 {
         // SAFETY: the CPU has AVX2, FMA and F16C (checked by `active`); chunks are 32 values.
-        return xs.chunks_exact(32).map(|c| unsafe { super::x86::q8_block(c) }).collect();
+        return blocks::<_, 32>(xs, |c| unsafe { super::x86::q8_block(c) });
     }
-    xs.chunks_exact(32).map(q8_block).collect()
+    blocks::<_, 32>(xs, q8_block)
 }
 
 #[cfg(test)]
@@ -57,7 +70,7 @@ pub(crate) fn q8_block_scalar(xs: &[f32]) -> Q8Block {
 
 #[inline(always)]
 fn q8k_rows(xs: &[f32]) -> Vec<Q8KBlock> {
-    xs.chunks_exact(256).map(q8k_block).collect()
+    blocks::<_, 256>(xs, q8k_block)
 }
 
 /// Round to nearest, ties to even, for |x| < 2^22, with integer operations only (ggml's

@@ -11,6 +11,8 @@ pub mod isa;
 mod tests;
 #[cfg(target_arch = "x86_64")]
 mod x86;
+#[cfg(target_arch = "x86_64")]
+mod x86_tile;
 
 pub use isa::Isa;
 
@@ -147,7 +149,8 @@ fn matmul_many_with(isa: Isa, mats: &[&QuantMatrix], xs: &[f32], m: usize) -> Ve
     let legacy = mats.iter().any(|q| !q.uses_q8k()).then(|| activations::quantize(GgmlDType::Q8_0, xs, m, k));
     let kquant = mats.iter().any(|q| q.uses_q8k()).then(|| activations::quantize(GgmlDType::Q8K, xs, m, k));
     let mut outs: Vec<Vec<f32>> = mats.iter().map(|q| vec![0f32; q.rows * m]).collect();
-    let targets: Vec<OutPtr> = outs.iter_mut().map(|o| OutPtr(o.as_mut_ptr())).collect();
+    let targets: Vec<OutPtr> =
+        outs.iter_mut().zip(mats).map(|(o, q)| OutPtr { ptr: o.as_mut_ptr(), ld: q.rows, cols: q.rows, m }).collect();
     let tasks: Vec<(usize, usize)> =
         mats.iter().enumerate().flat_map(|(i, q)| (0..q.rows.div_ceil(ROWS_PER_TASK)).map(move |c| (i, c))).collect();
     tasks.into_par_iter().for_each(|(i, c)| {
@@ -156,37 +159,55 @@ fn matmul_many_with(isa: Isa, mats: &[&QuantMatrix], xs: &[f32], m: usize) -> Ve
         let (rb, r0) = (q.row_bytes(), c * ROWS_PER_TASK);
         let rows = ROWS_PER_TASK.min(q.rows - r0);
         let Some(acts) = acts else { return };
-        CHUNK.with(|cell| {
-            let mut chunk = cell.borrow_mut();
-            chunk.clear();
-            chunk.resize(rows * m, 0.0);
-            rows_dots(isa, q.dtype, &q.source.bytes()[r0 * rb..], rb, acts, k, m, &mut chunk);
-            // Computed weight-row-major (each weight row against every input row); scattered here
-            // into the input-row-major result, in this task's own columns.
-            let out = &targets[i];
-            for (r, col) in chunk.chunks_exact(m).enumerate() {
-                for (j, &v) in col.iter().enumerate() {
-                    // SAFETY: column r0 + r of row j is written by this task only, inside `outs[i]`.
-                    unsafe { *out.0.add(j * q.rows + r0 + r) = v };
-                }
-            }
-        });
+        // The kernels write straight into the input-row-major result, in this task's own columns:
+        // no per-task buffer and no scatter pass over it.
+        let out = targets[i].columns(r0, rows);
+        rows_dots(isa, q.dtype, &q.source.bytes()[r0 * rb..(r0 + rows) * rb], rb, acts, k, m, out);
     });
     outs
 }
 
-thread_local! {
-    static CHUNK: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+/// Where a pass over some weight rows writes: (weight row `r`, activation row `j`) goes to
+/// `ptr[j * ld + r]`, the input-row-major layout of the result, for `r < cols` and `j < m`.
+/// Only `matmul_many_with` makes these, one per task over columns no other task has.
+#[derive(Clone, Copy)]
+pub(crate) struct OutPtr {
+    ptr: *mut f32,
+    ld: usize,
+    cols: usize,
+    m: usize,
 }
-
-/// One matrix's output, written by tasks that own disjoint columns.
-struct OutPtr(*mut f32);
 // SAFETY: tasks write disjoint elements (their own weight rows' columns) and the buffer outlives them.
 unsafe impl Sync for OutPtr {}
+unsafe impl Send for OutPtr {}
 
-/// `out[r * m + j]` = weight row `r` of `w` · activation row `j`, for the `out.len() / m` rows of `w`.
+impl OutPtr {
+    /// Columns `r0..r0 + cols` of this output, as their own `OutPtr`.
+    fn columns(self, r0: usize, cols: usize) -> OutPtr {
+        assert!(r0 + cols <= self.cols, "output columns {r0}+{cols} of {}", self.cols);
+        // SAFETY: r0 + cols <= self.cols <= ld, so the pointer stays inside the buffer's first row.
+        OutPtr { ptr: unsafe { self.ptr.add(r0) }, ld: self.ld, cols, m: self.m }
+    }
+
+    /// Whether `rows` weight rows × `m` activation rows fit (kernels check this once per call).
+    pub(crate) fn holds(self, rows: usize, m: usize) -> bool {
+        rows <= self.cols && m <= self.m
+    }
+
+    /// Writes (weight row `r`, activation row `j`).
+    /// SAFETY: `r < cols` and `j < m` (checked once per call with [`OutPtr::holds`]).
+    #[inline(always)]
+    pub(crate) unsafe fn put(self, r: usize, j: usize, v: f32) {
+        debug_assert!(r < self.cols && j < self.m);
+        *self.ptr.add(j * self.ld + r) = v;
+    }
+}
+
+/// `out(r, j)` = weight row `r` of `w` · activation row `j`, for the `w.len() / rb` rows of `w`.
 #[allow(clippy::too_many_arguments)]
-fn rows_dots(isa: Isa, dtype: GgmlDType, w: &[u8], rb: usize, acts: &activations::Activations, k: usize, m: usize, out: &mut [f32]) {
+fn rows_dots(isa: Isa, dtype: GgmlDType, w: &[u8], rb: usize, acts: &activations::Activations, k: usize, m: usize, out: OutPtr) {
+    let rows = w.len() / rb;
+    assert!(out.holds(rows, m), "output smaller than {rows} x {m}");
     #[cfg(target_arch = "x86_64")]
     if isa != Isa::Scalar && x86::has_kernel(dtype) {
         match acts {
@@ -196,9 +217,10 @@ fn rows_dots(isa: Isa, dtype: GgmlDType, w: &[u8], rb: usize, acts: &activations
         return;
     }
     let _ = isa;
-    for (r, col) in out.chunks_mut(m).enumerate() {
-        for (j, o) in col.iter_mut().enumerate() {
-            *o = dot::row_dot(dtype, &w[r * rb..(r + 1) * rb], acts, j, k);
+    for r in 0..rows {
+        for j in 0..m {
+            // SAFETY: r is one of this task's rows, j < m.
+            unsafe { out.put(r, j, dot::row_dot(dtype, &w[r * rb..(r + 1) * rb], acts, j, k)) };
         }
     }
 }

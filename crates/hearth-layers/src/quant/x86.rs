@@ -1,20 +1,33 @@
-//! AVX2 / AVX-512 VNNI dot products of one weight row with up to four activation rows at once, so a
-//! weight block is loaded and unpacked once per four rows in prefill and batched decode.
+//! AVX2 / AVX-512 VNNI dot products of one weight row with up to four activation rows at once (eight
+//! for Q4_K on AVX-512), so a weight block is loaded and unpacked once per several rows in prefill and
+//! batched decode. With 4+ activation rows the legacy formats on AVX-512 VNNI go through the tiles of
+//! `x86_tile` instead (4 weight rows × 4 activation rows), which give the same bits.
 //!
 //! Integer products are exact; each block's 8 lanes of i32 sums are scaled and accumulated in 8 f32
 //! lanes and summed at the end, the order llama.cpp's AVX2 `vec_dot` kernels use.
 
 use super::activations::{Q8Block, Q8KBlock};
 use super::isa::Isa;
+use super::OutPtr;
 use candle_core::quantized::GgmlDType;
 use std::arch::x86_64::*;
 
 /// Activation rows per weight-row pass.
 pub(crate) const TILE: usize = 4;
 
+/// Activation rows per cache-blocking chunk: a whole number of tiles, about 128 KiB of blocks
+/// (`row_bytes` each), so a chunk stays in L2 while a task's weight rows pass over it.
+pub(crate) fn act_chunk(row_bytes: usize) -> usize {
+    ((128 * 1024 / row_bytes.max(1)) / TILE).max(1) * TILE
+}
+
 /// u8 × i8 products summed in fours into i32 lanes.
 trait DotU8I8 {
     unsafe fn dot(u: __m256i, s: __m256i) -> __m256i;
+    /// `acc` + each lane's four u8 × i8 products, pair sums times the i16 `scale` of their word:
+    /// the k-quants' sub-block scales applied without a 32-bit multiply. Exact while each pair of
+    /// products fits i16 (|u| ≤ 64 with i8 activations).
+    unsafe fn dot_scaled(acc: __m256i, u: __m256i, s: __m256i, scale: __m256i) -> __m256i;
 }
 
 struct Maddubs;
@@ -24,6 +37,10 @@ impl DotU8I8 for Maddubs {
         // Pair sums fit i16: |u·s| ≤ 255·127·2 only for u ≤ 255; callers keep u ≤ 128 (or nibbles).
         _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1))
     }
+    #[inline(always)]
+    unsafe fn dot_scaled(acc: __m256i, u: __m256i, s: __m256i, scale: __m256i) -> __m256i {
+        _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), scale))
+    }
 }
 
 struct Vnni;
@@ -32,14 +49,28 @@ impl DotU8I8 for Vnni {
     unsafe fn dot(u: __m256i, s: __m256i) -> __m256i {
         _mm256_dpbusd_epi32(_mm256_setzero_si256(), u, s)
     }
+    #[inline(always)]
+    unsafe fn dot_scaled(acc: __m256i, u: __m256i, s: __m256i, scale: __m256i) -> __m256i {
+        _mm256_dpwssd_epi32(acc, _mm256_maddubs_epi16(u, s), scale)
+    }
 }
 
 /// One legacy (32-value) block format: where its scale, offset and values are.
-trait Legacy {
+pub(crate) trait Legacy {
     const BYTES: usize;
     /// Values are signed (q - offset) rather than unsigned with a separate minimum.
     const SIGNED: bool;
+    /// What [`Legacy::unsigned`] adds to each value so that it fits `vpdpbusd`'s unsigned operand.
+    const OFFSET: u8;
     unsafe fn values(b: *const u8) -> __m256i;
+    /// The values plus [`Legacy::OFFSET`], as unsigned bytes (no sign tricks needed per activation row).
+    unsafe fn unsigned(b: *const u8) -> __m256i;
+    /// As [`Legacy::unsigned`], with AVX-512 BW/VL instructions where they are shorter: call only
+    /// from code compiled with those features.
+    #[inline(always)]
+    unsafe fn unsigned_bw(b: *const u8) -> __m256i {
+        Self::unsigned(b)
+    }
     #[inline(always)]
     unsafe fn d(b: *const u8) -> f32 {
         f16_at(b, 0)
@@ -52,7 +83,7 @@ trait Legacy {
 
 /// The f16 at `b + offset` as f32, through F16C (every AVX2 CPU has it).
 #[inline(always)]
-unsafe fn f16_at(b: *const u8, offset: usize) -> f32 {
+pub(crate) unsafe fn f16_at(b: *const u8, offset: usize) -> f32 {
     let bits = u16::from_le_bytes([*b.add(offset), *b.add(offset + 1)]);
     _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32)))
 }
@@ -63,6 +94,21 @@ unsafe fn nibbles(p: *const u8) -> __m256i {
     let x = _mm_loadu_si128(p as *const __m128i);
     let both = _mm256_set_m128i(_mm_srli_epi16(x, 4), x);
     _mm256_and_si256(both, _mm256_set1_epi8(0x0f))
+}
+
+/// As [`nibbles`] in two instructions: the 16 bytes in both halves, the upper half shifted by 4.
+#[inline(always)]
+unsafe fn nibbles_bw(p: *const u8) -> __m256i {
+    let both = _mm256_broadcastsi128_si256(_mm_loadu_si128(p as *const __m128i));
+    let shift = _mm256_setr_epi16(0, 0, 0, 0, 0, 0, 0, 0, 4, 4, 4, 4, 4, 4, 4, 4);
+    _mm256_and_si256(_mm256_srlv_epi16(both, shift), _mm256_set1_epi8(0x0f))
+}
+
+/// `nib` plus 16 in each byte whose bit is set in the 32 bits at `p` (as [`fifth_bits`], through a mask).
+#[inline(always)]
+unsafe fn with_fifth_bits_bw(nib: __m256i, p: *const u8) -> __m256i {
+    let qh = u32::from_le_bytes([*p, *p.add(1), *p.add(2), *p.add(3)]);
+    _mm256_mask_add_epi8(nib, qh, nib, _mm256_set1_epi8(0x10))
 }
 
 /// The 32 bits of `qh` as 32 bytes, each 0x10 where its bit is set.
@@ -78,66 +124,109 @@ unsafe fn fifth_bits(p: *const u8) -> __m256i {
     _mm256_and_si256(set, _mm256_set1_epi8(0x10))
 }
 
-struct Q4_0;
+pub(crate) struct Q4_0;
 impl Legacy for Q4_0 {
     const BYTES: usize = 18;
     const SIGNED: bool = true;
+    const OFFSET: u8 = 8;
     #[inline(always)]
     unsafe fn values(b: *const u8) -> __m256i {
-        _mm256_sub_epi8(nibbles(b.add(2)), _mm256_set1_epi8(8))
+        _mm256_sub_epi8(Self::unsigned(b), _mm256_set1_epi8(8))
+    }
+    #[inline(always)]
+    unsafe fn unsigned(b: *const u8) -> __m256i {
+        nibbles(b.add(2))
+    }
+    #[inline(always)]
+    unsafe fn unsigned_bw(b: *const u8) -> __m256i {
+        nibbles_bw(b.add(2))
     }
 }
 
-struct Q4_1;
+pub(crate) struct Q4_1;
 impl Legacy for Q4_1 {
     const BYTES: usize = 20;
     const SIGNED: bool = false;
+    const OFFSET: u8 = 0;
     #[inline(always)]
     unsafe fn values(b: *const u8) -> __m256i {
         nibbles(b.add(4))
     }
     #[inline(always)]
+    unsafe fn unsigned(b: *const u8) -> __m256i {
+        Self::values(b)
+    }
+    #[inline(always)]
+    unsafe fn unsigned_bw(b: *const u8) -> __m256i {
+        nibbles_bw(b.add(4))
+    }
+    #[inline(always)]
     unsafe fn m(b: *const u8) -> f32 {
         f16_at(b, 2)
     }
 }
 
-struct Q5_0;
+pub(crate) struct Q5_0;
 impl Legacy for Q5_0 {
     const BYTES: usize = 22;
     const SIGNED: bool = true;
+    const OFFSET: u8 = 16;
     #[inline(always)]
     unsafe fn values(b: *const u8) -> __m256i {
-        _mm256_sub_epi8(_mm256_or_si256(nibbles(b.add(6)), fifth_bits(b.add(2))), _mm256_set1_epi8(16))
+        _mm256_sub_epi8(Self::unsigned(b), _mm256_set1_epi8(16))
+    }
+    #[inline(always)]
+    unsafe fn unsigned(b: *const u8) -> __m256i {
+        _mm256_or_si256(nibbles(b.add(6)), fifth_bits(b.add(2)))
+    }
+    #[inline(always)]
+    unsafe fn unsigned_bw(b: *const u8) -> __m256i {
+        with_fifth_bits_bw(nibbles_bw(b.add(6)), b.add(2))
     }
 }
 
-struct Q5_1;
+pub(crate) struct Q5_1;
 impl Legacy for Q5_1 {
     const BYTES: usize = 24;
     const SIGNED: bool = false;
+    const OFFSET: u8 = 0;
     #[inline(always)]
     unsafe fn values(b: *const u8) -> __m256i {
         _mm256_or_si256(nibbles(b.add(8)), fifth_bits(b.add(4)))
     }
     #[inline(always)]
+    unsafe fn unsigned(b: *const u8) -> __m256i {
+        Self::values(b)
+    }
+    #[inline(always)]
+    unsafe fn unsigned_bw(b: *const u8) -> __m256i {
+        with_fifth_bits_bw(nibbles_bw(b.add(8)), b.add(4))
+    }
+    #[inline(always)]
     unsafe fn m(b: *const u8) -> f32 {
         f16_at(b, 2)
     }
 }
 
-struct Q8_0;
+pub(crate) struct Q8_0;
 impl Legacy for Q8_0 {
     const BYTES: usize = 34;
     const SIGNED: bool = true;
+    const OFFSET: u8 = 128;
     #[inline(always)]
     unsafe fn values(b: *const u8) -> __m256i {
         _mm256_loadu_si256(b.add(2) as *const __m256i)
     }
+    #[inline(always)]
+    unsafe fn unsigned(b: *const u8) -> __m256i {
+        // x + 128 as u8 is x with its top bit flipped.
+        _mm256_xor_si256(Self::values(b), _mm256_set1_epi8(-128))
+    }
 }
 
+/// The horizontal sum of 8 f32 lanes, in the one order every kernel here uses.
 #[inline(always)]
-unsafe fn hsum(x: __m256) -> f32 {
+pub(crate) unsafe fn hsum(x: __m256) -> f32 {
     let r = _mm_add_ps(_mm256_extractf128_ps(x, 1), _mm256_castps256_ps128(x));
     let r = _mm_add_ps(r, _mm_movehl_ps(r, r));
     let r = _mm_add_ss(r, _mm_movehdup_ps(r));
@@ -184,24 +273,24 @@ unsafe fn q4k_rows<D: DotU8I8, const R: usize>(w: &[u8], acts: &[&[Q8KBlock]; R]
         let b = w.as_ptr().add(ib * BYTES);
         let (d, dmin) = (f16_at(b, 0), f16_at(b, 2));
         let (scales, mins) = k4_scales(std::slice::from_raw_parts(b.add(4), 12));
+        let mins16 = pairs_i16(mins);
         let qs = b.add(16);
         let mut sumi = [_mm256_setzero_si256(); R];
         for j in 0..4 {
             let bits = _mm256_loadu_si256(qs.add(32 * j) as *const __m256i);
             let lo = _mm256_and_si256(bits, _mm256_set1_epi8(0x0f));
             let hi = _mm256_and_si256(_mm256_srli_epi16(bits, 4), _mm256_set1_epi8(0x0f));
-            let (sl, sh) = (scales[2 * j] as i32, scales[2 * j + 1] as i32);
+            let (sl, sh) = (_mm256_set1_epi16(scales[2 * j] as i16), _mm256_set1_epi16(scales[2 * j + 1] as i16));
             for r in 0..R {
                 let a = acts[r].get_unchecked(ib).qs.as_ptr().add(64 * j);
-                let pl = D::dot(lo, _mm256_loadu_si256(a as *const __m256i));
-                let ph = D::dot(hi, _mm256_loadu_si256(a.add(32) as *const __m256i));
-                let s = _mm256_add_epi32(_mm256_mullo_epi32(pl, _mm256_set1_epi32(sl)), _mm256_mullo_epi32(ph, _mm256_set1_epi32(sh)));
-                sumi[r] = _mm256_add_epi32(sumi[r], s);
+                sumi[r] = D::dot_scaled(sumi[r], lo, _mm256_loadu_si256(a as *const __m256i), sl);
+                sumi[r] = D::dot_scaled(sumi[r], hi, _mm256_loadu_si256(a.add(32) as *const __m256i), sh);
             }
         }
         for r in 0..R {
             let a = acts[r].get_unchecked(ib);
-            let msum: i32 = (0..8).map(|s| mins[s] as i32 * (a.bsums[2 * s] as i32 + a.bsums[2 * s + 1] as i32)).sum();
+            // Σ mins[s]·(bsums[2s] + bsums[2s+1]), exact in i32 as in the scalar form.
+            let msum = hsum_i32(_mm256_madd_epi16(_mm256_loadu_si256(a.bsums.as_ptr() as *const __m256i), mins16));
             mins_acc[r] += dmin * a.d * msum as f32;
             acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(d * a.d), _mm256_cvtepi32_ps(sumi[r]), acc[r]);
         }
@@ -209,6 +298,20 @@ unsafe fn q4k_rows<D: DotU8I8, const R: usize>(w: &[u8], acts: &[&[Q8KBlock]; R]
     for r in 0..R {
         out[r] = hsum(acc[r]) - mins_acc[r];
     }
+}
+
+/// `[v0, v0, v1, v1, …, v7, v7]` as 16 i16 lanes: one value per pair of `bsums`.
+#[inline(always)]
+unsafe fn pairs_i16(v: [u8; 8]) -> __m256i {
+    let x = _mm_cvtepu8_epi16(_mm_loadl_epi64(v.as_ptr() as *const __m128i));
+    _mm256_set_m128i(_mm_unpackhi_epi16(x, x), _mm_unpacklo_epi16(x, x))
+}
+
+#[inline(always)]
+unsafe fn hsum_i32(x: __m256i) -> i32 {
+    let r = _mm_add_epi32(_mm256_extracti128_si256(x, 1), _mm256_castsi256_si128(x));
+    let r = _mm_add_epi32(r, _mm_shuffle_epi32(r, 0x4e));
+    _mm_cvtsi128_si32(_mm_add_epi32(r, _mm_shuffle_epi32(r, 0xb1)))
 }
 
 /// The eight 6-bit (scale, min) pairs packed into Q4_K's 12 scale bytes.
@@ -259,7 +362,8 @@ unsafe fn q6k_rows<D: DotU8I8, const R: usize>(w: &[u8], acts: &[&[Q8KBlock]; R]
                 let scale = _mm256_setr_epi32(s_lo, s_lo, s_lo, s_lo, s_hi, s_hi, s_hi, s_hi);
                 for r in 0..R {
                     let a = _mm256_loadu_si256(acts[r].get_unchecked(ib).qs.as_ptr().add(128 * half + 32 * g) as *const __m256i);
-                    // (q - 32)·a = q·a - 32·a, both through the unsigned-by-signed dot.
+                    // (q - 32)·a = q·a - 32·a, both through the unsigned-by-signed dot. (Measured:
+                    // faster here than the maddubs + i16-scale form the Q4_K kernel uses.)
                     let p = _mm256_sub_epi32(D::dot(*qg, a), D::dot(_mm256_set1_epi8(32), a));
                     sumi[r] = _mm256_add_epi32(sumi[r], _mm256_mullo_epi32(p, scale));
                 }
@@ -275,34 +379,50 @@ unsafe fn q6k_rows<D: DotU8I8, const R: usize>(w: &[u8], acts: &[&[Q8KBlock]; R]
     }
 }
 
+/// Activation rows `j0..m` against one weight row, up to [`TILE`] rows per pass (twice that where
+/// `$wide`: AVX-512 has the registers, and the weight block's unpacking is shared by 8), into column `r`.
 macro_rules! dispatch_tile {
-    ($kernel:ident [$($g:ty),*], $w:expr, $a:expr, $nb:expr, $m:expr, $out:expr) => {{
-        let mut j = 0;
+    ($kernel:ident [$($g:ty),*], $wide:literal, $w:expr, $a:expr, $nb:expr, $j0:expr, $m:expr, $out:expr, $r:expr) => {{
+        let mut j = $j0;
         while j < $m {
             let row = |i: usize| $a.get_unchecked((j + i) * $nb..(j + i + 1) * $nb);
-            let o = $out.get_unchecked_mut(j..);
-            match $m - j {
-                1 => $kernel::<$($g,)* 1>($w, &[row(0)], o),
-                2 => $kernel::<$($g,)* 2>($w, &[row(0), row(1)], o),
-                3 => $kernel::<$($g,)* 3>($w, &[row(0), row(1), row(2)], o),
-                _ => $kernel::<$($g,)* 4>($w, &[row(0), row(1), row(2), row(3)], o),
+            let mut o = [0f32; 2 * TILE];
+            let n = if $wide && $m - j >= 2 * TILE { 2 * TILE } else { ($m - j).min(TILE) };
+            match n {
+                1 => $kernel::<$($g,)* 1>($w, &[row(0)], &mut o),
+                2 => $kernel::<$($g,)* 2>($w, &[row(0), row(1)], &mut o),
+                3 => $kernel::<$($g,)* 3>($w, &[row(0), row(1), row(2)], &mut o),
+                4 => $kernel::<$($g,)* 4>($w, &[row(0), row(1), row(2), row(3)], &mut o),
+                _ => $kernel::<$($g,)* 8>($w, &[row(0), row(1), row(2), row(3), row(4), row(5), row(6), row(7)], &mut o),
             }
-            j += TILE;
+            for (i, v) in o[..n].iter().enumerate() {
+                $out.put($r, j + i, *v);
+            }
+            j += n;
         }
     }};
 }
 
-/// For each weight row of `w` (rows of `rb` bytes), its dot with each of the `m` activation rows,
-/// written to `out` weight-row-major (`rows × m`).
+/// For weight rows `rows` of `w` (rows of `rb` bytes), their dots with activation rows `j0..m`,
+/// written through `out`.
 macro_rules! rows_entry {
-    ($name:ident, $block:ty, $features:literal, { $($dtype:pat => $kernel:ident [$($g:ty),*]),* $(,)? }) => {
+    ($name:ident, $block:ty, $features:literal, { $($dtype:pat => $kernel:ident [$($g:ty),*] $wide:literal),* $(,)? }) => {
         #[target_feature(enable = $features)]
-        unsafe fn $name(dtype: GgmlDType, w: &[u8], rb: usize, acts: &[$block], m: usize, out: &mut [f32]) {
+        #[allow(clippy::too_many_arguments)]
+        pub(crate) unsafe fn $name(
+            dtype: GgmlDType, w: &[u8], rb: usize, acts: &[$block], m: usize, rows: std::ops::Range<usize>, j0: usize, out: OutPtr,
+        ) {
             let nb = acts.len() / m;
-            for (r, o) in out.chunks_exact_mut(m).enumerate() {
-                let wr = w.get_unchecked(r * rb..(r + 1) * rb);
-                match dtype {
-                    $($dtype => dispatch_tile!($kernel[$($g),*], wr, acts, nb, m, o),)*
+            let chunk = act_chunk(nb * std::mem::size_of::<$block>());
+            // Activation rows in chunks that stay in L2 while every weight row passes over them,
+            // rather than all of them streamed again for each weight row.
+            for jc in (j0..m).step_by(chunk) {
+                let je = (jc + chunk).min(m);
+                for r in rows.clone() {
+                    let wr = w.get_unchecked(r * rb..(r + 1) * rb);
+                    match dtype {
+                        $($dtype => dispatch_tile!($kernel[$($g),*], $wide, wr, acts, nb, jc, je, out, r),)*
+                    }
                 }
             }
         }
@@ -310,20 +430,20 @@ macro_rules! rows_entry {
 }
 
 rows_entry!(legacy_avx2, Q8Block, "avx2,fma,f16c", {
-    GgmlDType::Q4_0 => legacy_rows[Q4_0, Maddubs], GgmlDType::Q4_1 => legacy_rows[Q4_1, Maddubs],
-    GgmlDType::Q5_0 => legacy_rows[Q5_0, Maddubs], GgmlDType::Q5_1 => legacy_rows[Q5_1, Maddubs],
-    _ => legacy_rows[Q8_0, Maddubs],
+    GgmlDType::Q4_0 => legacy_rows[Q4_0, Maddubs] false, GgmlDType::Q4_1 => legacy_rows[Q4_1, Maddubs] false,
+    GgmlDType::Q5_0 => legacy_rows[Q5_0, Maddubs] false, GgmlDType::Q5_1 => legacy_rows[Q5_1, Maddubs] false,
+    _ => legacy_rows[Q8_0, Maddubs] false,
 });
 rows_entry!(legacy_vnni, Q8Block, "avx2,fma,f16c,avx512f,avx512vnni,avx512vl,avx512bw", {
-    GgmlDType::Q4_0 => legacy_rows[Q4_0, Vnni], GgmlDType::Q4_1 => legacy_rows[Q4_1, Vnni],
-    GgmlDType::Q5_0 => legacy_rows[Q5_0, Vnni], GgmlDType::Q5_1 => legacy_rows[Q5_1, Vnni],
-    _ => legacy_rows[Q8_0, Vnni],
+    GgmlDType::Q4_0 => legacy_rows[Q4_0, Vnni] false, GgmlDType::Q4_1 => legacy_rows[Q4_1, Vnni] false,
+    GgmlDType::Q5_0 => legacy_rows[Q5_0, Vnni] false, GgmlDType::Q5_1 => legacy_rows[Q5_1, Vnni] false,
+    _ => legacy_rows[Q8_0, Vnni] false,
 });
 rows_entry!(k_avx2, Q8KBlock, "avx2,fma,f16c", {
-    GgmlDType::Q4K => q4k_rows[Maddubs], _ => q6k_rows[Maddubs],
+    GgmlDType::Q4K => q4k_rows[Maddubs] false, _ => q6k_rows[Maddubs] false,
 });
 rows_entry!(k_vnni, Q8KBlock, "avx2,fma,f16c,avx512f,avx512vnni,avx512vl,avx512bw", {
-    GgmlDType::Q4K => q4k_rows[Vnni], _ => q6k_rows[Vnni],
+    GgmlDType::Q4K => q4k_rows[Vnni] true, _ => q6k_rows[Vnni] false,
 });
 
 /// Whether this module has a kernel for `dtype`.
@@ -332,33 +452,35 @@ pub(crate) fn has_kernel(dtype: GgmlDType) -> bool {
     matches!(dtype, D::Q4_0 | D::Q4_1 | D::Q5_0 | D::Q5_1 | D::Q8_0 | D::Q4K | D::Q6K)
 }
 
-fn check(dtype: GgmlDType, w: &[u8], rb: usize, acts: usize, m: usize, out: &[f32], per_block: usize) {
-    assert!(m > 0 && acts % m == 0 && out.len() % m == 0, "activation rows must tile the output");
-    let rows = out.len() / m;
-    assert!(w.len() >= rows * rb && (acts / m) * dtype.type_size() <= rb && (acts / m) * per_block > 0);
+fn check(dtype: GgmlDType, w: &[u8], rb: usize, acts: usize, m: usize, out: OutPtr, per_block: usize) -> usize {
+    assert!(m > 0 && acts.is_multiple_of(m) && rb > 0 && w.len().is_multiple_of(rb), "activation rows must tile the output");
+    assert!((acts / m) * dtype.type_size() <= rb && (acts / m) * per_block > 0);
+    assert!(out.holds(w.len() / rb, m), "output smaller than the weight rows × activation rows");
+    w.len() / rb
 }
 
-/// For each weight row in `w` (rows of `rb` bytes), `out[r * m + j]` = row `r` · activation row `j`
-/// (`acts` holds `m` rows of legacy blocks). `isa` must be a path the CPU supports.
-pub(crate) fn legacy_rows_all(isa: Isa, dtype: GgmlDType, w: &[u8], rb: usize, acts: &[Q8Block], m: usize, out: &mut [f32]) {
-    check(dtype, w, rb, acts.len(), m, out, 32);
+/// For each weight row in `w` (rows of `rb` bytes), `out(r, j)` = row `r` · activation row `j`
+/// (`acts` holds `m` rows of legacy blocks). `isa` must be a path the CPU supports. With 4 or more
+/// activation rows, AVX-512 VNNI runs the tiled kernel of `x86_tile`, which gives the same bits.
+pub(crate) fn legacy_rows_all(isa: Isa, dtype: GgmlDType, w: &[u8], rb: usize, acts: &[Q8Block], m: usize, out: OutPtr) {
+    let rows = check(dtype, w, rb, acts.len(), m, out, 32);
     // SAFETY: the CPU has the features of `isa` (detected at run time); `check` bounds every slice.
     unsafe {
         match isa {
-            Isa::Avx512Vnni => legacy_vnni(dtype, w, rb, acts, m, out),
-            _ => legacy_avx2(dtype, w, rb, acts, m, out),
+            Isa::Avx512Vnni => super::x86_tile::legacy_tiled_vnni(dtype, w, rb, acts, m, out),
+            _ => legacy_avx2(dtype, w, rb, acts, m, 0..rows, 0, out),
         }
     }
 }
 
 /// As [`legacy_rows_all`] for the k-quant formats with Q8_K activations.
-pub(crate) fn k_rows_all(isa: Isa, dtype: GgmlDType, w: &[u8], rb: usize, acts: &[Q8KBlock], m: usize, out: &mut [f32]) {
-    check(dtype, w, rb, acts.len(), m, out, 256);
+pub(crate) fn k_rows_all(isa: Isa, dtype: GgmlDType, w: &[u8], rb: usize, acts: &[Q8KBlock], m: usize, out: OutPtr) {
+    let rows = check(dtype, w, rb, acts.len(), m, out, 256);
     // SAFETY: as in `legacy_rows_all`.
     unsafe {
         match isa {
-            Isa::Avx512Vnni => k_vnni(dtype, w, rb, acts, m, out),
-            _ => k_avx2(dtype, w, rb, acts, m, out),
+            Isa::Avx512Vnni => k_vnni(dtype, w, rb, acts, m, 0..rows, 0, out),
+            _ => k_avx2(dtype, w, rb, acts, m, 0..rows, 0, out),
         }
     }
 }
