@@ -24,15 +24,10 @@ pub fn gelu_tanh(x: &Tensor) -> Result<Tensor> {
     Ok(Tensor::from_vec(v, x.dims(), x.device())?)
 }
 
+/// The vector path runs where the kernels' chosen instruction set (`quant::isa`, which `HEARTH_ISA`
+/// can narrow) includes AVX2 + FMA.
 fn simd_available() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
+    crate::quant::isa::active() >= crate::quant::isa::Isa::Avx2
 }
 
 /// GELU of every element of `v`, in place (AVX2 + FMA; see [`gelu_tanh`] for the fallback).

@@ -75,6 +75,34 @@ fn a_short_or_misshapen_buffer_is_rejected() {
     assert!(QuantMatrix::new(GgmlDType::Q4K, 1, 32, Arc::new(vec![0u8; 144])).is_err());
 }
 
+/// One random weight matrix per SIMD format (`rows` × `blocks` blocks; k-quants take a third as many
+/// of their larger blocks) and `m` activation rows scaled by `scale`.
+struct Case {
+    dtype: GgmlDType,
+    q: QuantMatrix,
+    x: Vec<f32>,
+    cols: usize,
+}
+
+fn random_cases(seed: u64, rows: usize, m: usize, blocks: usize, scale: f32) -> Vec<Case> {
+    let mut state = seed | 1;
+    let mut next = || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state % 2001) as f32 / 1000.0 - 1.0
+    };
+    SIMD_TYPES
+        .iter()
+        .map(|&(dtype, block)| {
+            let cols = block * if block == 256 { blocks.div_ceil(3) } else { blocks };
+            let w: Vec<f32> = (0..rows * cols).map(|_| next()).collect();
+            let x: Vec<f32> = (0..m * cols).map(|_| next() * scale).collect();
+            Case { dtype, q: matrix(dtype, &w, rows, cols), x, cols }
+        })
+        .collect()
+}
+
 /// Formats with SIMD kernels, and the block count granularity their rows come in.
 const SIMD_TYPES: [(GgmlDType, usize); 7] = [
     (GgmlDType::Q4_0, 32), (GgmlDType::Q4_1, 32), (GgmlDType::Q5_0, 32), (GgmlDType::Q5_1, 32),
@@ -90,13 +118,7 @@ proptest! {
     fn simd_paths_equal_the_scalar_path(
         seed in any::<u64>(), rows in 1usize..13, m in 1usize..10, blocks in 1usize..8, scale in 0.01f32..100.0,
     ) {
-        let mut state = seed | 1;
-        let mut next = || { state ^= state << 13; state ^= state >> 7; state ^= state << 17; (state % 2001) as f32 / 1000.0 - 1.0 };
-        for (dtype, block) in SIMD_TYPES {
-            let cols = block * if block == 256 { blocks.div_ceil(3) } else { blocks };
-            let w: Vec<f32> = (0..rows * cols).map(|_| next()).collect();
-            let x: Vec<f32> = (0..m * cols).map(|_| next() * scale).collect();
-            let q = matrix(dtype, &w, rows, cols);
+        for Case { dtype, q, x, cols } in random_cases(seed, rows, m, blocks, scale) {
             let wd = q.to_f32(&Device::Cpu).expect("dequantize").flatten_all().expect("flat").to_vec1::<f32>().expect("vec");
             let scalar = q.matmul_with(super::Isa::Scalar, &x, m);
             for isa in super::Isa::available() {
@@ -159,13 +181,7 @@ proptest! {
     fn many_rows_equal_each_row_alone_bit_for_bit(
         seed in any::<u64>(), rows in 1usize..140, m in 1usize..72, blocks in 1usize..8, scale in 0.01f32..100.0,
     ) {
-        let mut state = seed | 1;
-        let mut next = || { state ^= state << 13; state ^= state >> 7; state ^= state << 17; (state % 2001) as f32 / 1000.0 - 1.0 };
-        for (dtype, block) in SIMD_TYPES {
-            let cols = block * if block == 256 { blocks.div_ceil(3) } else { blocks };
-            let w: Vec<f32> = (0..rows * cols).map(|_| next()).collect();
-            let x: Vec<f32> = (0..m * cols).map(|_| next() * scale).collect();
-            let q = matrix(dtype, &w, rows, cols);
+        for Case { dtype, q, x, cols } in random_cases(seed, rows, m, blocks, scale) {
             for isa in super::Isa::available() {
                 let all = q.matmul_with(isa, &x, m);
                 for i in 0..m {
