@@ -198,7 +198,7 @@ class Progress:
 # ------------------------------------------------------------------------------------------------- GGUF
 
 
-def write_gguf(name: str, s: Shape, vocab: Vocab, context: int, path: Path, seed: int) -> None:
+def write_gguf(name: str, s: Shape, vocab: Vocab, context: int, path: Path, seed: int, window: int = 0) -> None:
     w = GGUFWriter(str(path))
     w.add_string("general.architecture", "llama")
     w.add_string("general.type", "model")
@@ -215,6 +215,11 @@ def write_gguf(name: str, s: Shape, vocab: Vocab, context: int, path: Path, seed
     w.add_uint32("general.file_type", 1)  # LLAMA_FTYPE_MOSTLY_F16
     w.add_uint32(a + "vocab_size", s.vocab)
     w.add_uint32(a + "rope.dimension_count", s.head_dim)
+    if window:
+        # Even layers slide, odd ones see everything (Gemma 3's mix, in two-layer periods), so a decode
+        # step reads both a windowed and a whole slot list.
+        w.add_uint32(a + "attention.sliding_window", window)
+        w.add_array(a + "attention.sliding_window_pattern", VT.INT32, [1 - i % 2 for i in range(s.layers)])
     w.add_uint32("general.quantization_version", 2)
     w.add_string("tokenizer.ggml.model", "gpt2")
     w.add_string("tokenizer.ggml.pre", "llama-bpe")
@@ -287,13 +292,15 @@ def main() -> None:
     ap.add_argument("--out", required=True, type=Path, help="the .gguf file, or the HF directory")
     ap.add_argument("--context", type=int, default=4096, help="context length the metadata advertises")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--sliding-window", type=int, default=0,
+                    help="GGUF only: a window of this many tokens on even layers (tests the sliding-window paths)")
     args = ap.parse_args()
     s = SHAPES[args.shape]
     vocab = build_vocab(s.vocab, s.n_special)
     t0 = time.time()
     if args.format == "gguf-f16":
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        write_gguf(args.shape, s, vocab, args.context, args.out, args.seed)
+        write_gguf(args.shape, s, vocab, args.context, args.out, args.seed, args.sliding_window)
     else:
         write_hf(s, vocab, args.context, args.out, args.seed)
     print(f"gen-shaped-model: wrote {args.out} ({args.shape}, {args.format}) in {time.time() - t0:.1f}s",
