@@ -122,7 +122,7 @@ impl Transformer {
             rope_global,
             rope_local,
             kv_dtype: DType::F32,
-            graphs: if GRAPHS_BY_DEFAULT.load(Ordering::Relaxed) { DecodeGraphs::for_device(device) } else { None },
+            graphs: DecodeGraphs::for_device(device, GRAPHS_BY_DEFAULT.load(Ordering::Relaxed)),
         })
     }
 
@@ -137,7 +137,7 @@ impl Transformer {
     /// Replay decode steps as device graphs where the device can (the default, see
     /// [`set_device_graphs_default`]), or run every step op by op.
     pub fn set_device_graphs(&mut self, enabled: bool) {
-        self.graphs = if enabled { DecodeGraphs::for_device(&self.device) } else { None };
+        self.graphs = DecodeGraphs::for_device(&self.device, enabled);
     }
 
     /// Whether decode steps are replayed as device graphs, or why recording them failed.
@@ -190,15 +190,15 @@ impl Transformer {
             local: self.rope_local.as_ref().map(|r| r.rows(&plan.positions)).transpose()?,
         };
         let ids = Tensor::new(tokens, &self.device)?;
-        self.forward_planned(&ids, &plan, &rope, cache)
+        self.forward_planned(tokens, &ids, &plan, &rope, cache)
     }
 
-    /// The layers over a planned batch whose token ids `ids` and rope rows are on the device already.
-    fn forward_planned(&self, ids: &Tensor, plan: &BatchPlan, rope: &StepRope, cache: &PagedKvCache) -> Result<Tensor> {
-        let tokens = || -> Result<Vec<u32>> { Ok(ids.to_vec1::<u32>()?) };
+    /// The layers over a planned batch: `tokens` on the host, the same ids as `ids` and the rope rows
+    /// on the device already.
+    fn forward_planned(&self, tokens: &[u32], ids: &Tensor, plan: &BatchPlan, rope: &StepRope, cache: &PagedKvCache) -> Result<Tensor> {
         let mut x = match &self.embedding {
             Embedding::Quantized(q) => q.embedding(ids)?,
-            Embedding::Blocks(m) => m.rows_f32(&tokens()?, &self.device)?,
+            Embedding::Blocks(m) => m.rows_f32(tokens, &self.device)?,
             Embedding::Dense(t) => t.index_select(ids, 0)?.to_dtype(DType::F32)?,
         };
         if let Some(scale) = self.config.embed_scale {

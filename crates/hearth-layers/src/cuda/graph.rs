@@ -1,6 +1,7 @@
 //! CUDA graphs: a decode step recorded once and replayed with one launch, so the ~30 kernels per
-//! layer stop costing a host round of candle bookkeeping and a driver launch each. Reached only
-//! through `crate::device`.
+//! layer stop costing a host round of candle bookkeeping and a driver launch each; with them, the
+//! in-place input writes replays need and the memory-pool setting that keeps per-step allocations
+//! cheap. Reached only through `crate::device`.
 
 use candle_core::cuda_backend::cudarc::driver::sys::{CUgraphInstantiate_flags, CUstreamCaptureMode};
 use candle_core::cuda_backend::cudarc::driver::CudaGraph;

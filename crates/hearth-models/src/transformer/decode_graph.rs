@@ -73,9 +73,9 @@ struct SlotList {
 }
 
 impl DecodeGraphs {
-    /// Graphs for devices that can record them.
-    pub(super) fn for_device(device: &Device) -> Option<Self> {
-        device::graphs_supported(device).then(|| Self {
+    /// Graphs when `enabled` and the device can record them.
+    pub(super) fn for_device(device: &Device, enabled: bool) -> Option<Self> {
+        (enabled && device::graphs_supported(device)).then(|| Self {
             state: Mutex::new(State { graphs: HashMap::new(), tables: None, max_tokens: 0, failed: None, cache: None }),
         })
     }
@@ -121,7 +121,7 @@ impl DecodeGraphs {
                 global: tables.0.select(&inputs.positions)?,
                 local: tables.1.as_ref().map(|t| t.select(&inputs.positions)).transpose()?,
             };
-            model.forward_planned(&inputs.tokens, plan, &rope, cache)
+            model.forward_planned(tokens, &inputs.tokens, plan, &rope, cache)
         };
         let warm = device::warm_up(&model.device, run)?;
         match device::record(&model.device, run) {
