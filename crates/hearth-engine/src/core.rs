@@ -226,7 +226,13 @@ impl EngineCore {
             let s = &mut self.running[i];
             s.mark_prefill_start();
             tokens.extend_from_slice(&s.tokens[s.cached..s.cached + n]);
-            batch.push(SeqBatch { cached: s.cached, n_new: n, block_table: s.block_table.clone(), all_logits: false });
+            batch.push(SeqBatch {
+                cached: s.cached,
+                n_new: n,
+                block_table: s.block_table.clone(),
+                all_logits: false,
+                prompt_len: s.prompt_len,
+            });
         }
         let t0 = std::time::Instant::now();
         let logits = self.model.forward(&tokens, &batch, &self.cache)?.to_vec2::<f32>()?;

@@ -19,14 +19,19 @@ pub use core::{EngineConfig, EngineCore, GenerateRequest, RequestLimits};
 pub use events::{GenerationEvent, GenerationStats, TokenEvent};
 pub use handle::{CancelGuard, EngineHandle, Generation, ModelContext};
 pub use metrics::{EngineMetrics, MetricsSnapshot};
-pub use score::score_tokens;
+pub use score::{score_like_generation, score_tokens};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
     #[error("bad request: {0}")]
     BadRequest(String),
     #[error("the prompt has {prompt} tokens but at most {limit} fit (context length {context}, KV cache {capacity} tokens)")]
-    PromptTooLong { prompt: usize, limit: usize, context: usize, capacity: usize },
+    PromptTooLong {
+        prompt: usize,
+        limit: usize,
+        context: usize,
+        capacity: usize,
+    },
     #[error("engine configuration: {0}")]
     Config(String),
     #[error("the engine has stopped")]

@@ -57,20 +57,39 @@ impl Linear {
     }
 
     /// Several layers over the same input (q/k/v, gate/up). CPU block-quantized weights share one
-    /// activation quantization and one parallel pass; other weights run one by one.
-    pub fn forward_many(layers: &[&Linear], x: &Tensor) -> Result<Vec<Tensor>> {
-        let blocks: Option<Vec<&QuantMatrix>> =
-            layers.iter().map(|l| if let Weight::Blocks(m) = &l.weight { Some(m) } else { None }).collect();
+    /// activation quantization and one parallel pass; other weights run one by one. `batching` says
+    /// how llama.cpp would have batched each input row ([`crate::quant::RowBatch`]).
+    pub fn forward_many(
+        layers: &[&Linear],
+        x: &Tensor,
+        batching: &[crate::quant::RowBatch],
+    ) -> Result<Vec<Tensor>> {
+        let blocks: Option<Vec<&QuantMatrix>> = layers
+            .iter()
+            .map(|l| {
+                if let Weight::Blocks(m) = &l.weight {
+                    Some(m)
+                } else {
+                    None
+                }
+            })
+            .collect();
         let Some(mats) = blocks.filter(|m| m.len() > 1) else {
-            return layers.iter().map(|l| l.forward(x)).collect();
+            return layers
+                .iter()
+                .map(|l| l.forward_batched(x, batching))
+                .collect();
         };
         let mut dims = x.dims().to_vec();
         let k = dims.pop().unwrap_or(0);
         if mats.iter().any(|q| q.shape().1 != k) {
             return layers.iter().map(|l| l.forward(x)).collect(); // the single path reports the mismatch
         }
-        let xs = x.to_dtype(candle_core::DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
-        let outs = crate::quant::matmul_many(&mats, &xs, xs.len() / k.max(1));
+        let xs = x
+            .to_dtype(candle_core::DType::F32)?
+            .flatten_all()?
+            .to_vec1::<f32>()?;
+        let outs = crate::quant::matmul_many(&mats, &xs, xs.len() / k.max(1), batching);
         layers
             .iter()
             .zip(outs)
@@ -86,11 +105,20 @@ impl Linear {
             .collect()
     }
 
-    /// `x`: `[..., in]` → `[..., out]`.
+    /// `x`: `[..., in]` → `[..., out]`, every row multiplied as llama.cpp multiplies a row alone.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        self.forward_batched(x, &[])
+    }
+
+    /// As [`Self::forward`], with how llama.cpp would have batched each row.
+    pub fn forward_batched(
+        &self,
+        x: &Tensor,
+        batching: &[crate::quant::RowBatch],
+    ) -> Result<Tensor> {
         let y = match &self.weight {
             Weight::Quantized(q) => q.forward(x)?,
-            Weight::Blocks(m) => m.forward(x)?,
+            Weight::Blocks(m) => m.forward_batched(x, batching)?,
             Weight::Dense(w) if w.dtype() == x.dtype() => x.broadcast_matmul(&w.t()?)?,
             // On an accelerator the (bf16/f16) weight stays as loaded: the activation is cast to it,
             // the library matmul accumulates in f32, and the result comes back in the caller's dtype.

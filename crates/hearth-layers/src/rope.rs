@@ -76,9 +76,21 @@ fn scale_freq(freq: f64, index: usize, scaling: &RopeScaling) -> f64 {
 
 /// One rope configuration. Angles are computed for the positions a batch needs rather than held in
 /// tables for the whole context (Gemma 3's two 32k-position tables would cost 67 MB of memory).
+///
+/// The arithmetic is llama.cpp's, in f32: pair `i`'s angle at position `p` is `p · s^i` built by
+/// repeated multiplication with `s = base^(−2/dim)`, divided by the pair's frequency factor, times
+/// the linear scale; each rotated pair is `(x0·c − x1·s, x0·s + x1·c)` with the first product fused
+/// (as GCC contracts llama.cpp's C). The quantized layers after rope round to 8 bits, so matching
+/// llama.cpp's last bits here keeps hearth's quantized path next to llama.cpp's (issue 2).
 #[derive(Debug, Clone)]
 pub struct RotaryEmbedding {
-    inv_freqs: Vec<f32>,
+    /// `base^(−2/rotary_dim)`, the step from one pair's angle to the next.
+    theta_scale: f32,
+    /// Linear position scaling (`1/factor`), else 1.
+    freq_scale: f32,
+    /// Per-pair divisors of the angle (llama.cpp's `rope_freqs`, or Llama 3's derived from its rule).
+    factors: Option<Vec<f32>>,
+    half: usize,
     style: RopeStyle,
     device: Device,
 }
@@ -114,19 +126,62 @@ impl RopeRows {
 
 impl RotaryEmbedding {
     pub fn new(config: &RopeConfig, device: &Device) -> Result<Self> {
-        Ok(Self { inv_freqs: config.inv_freqs(), style: config.style, device: device.clone() })
+        let half = config.rotary_dim / 2;
+        let theta_scale = config.base.powf(-2.0 / config.rotary_dim as f32);
+        let (freq_scale, factors) = match &config.scaling {
+            RopeScaling::None => (1.0, None),
+            RopeScaling::Linear { factor } => (1.0 / factor, None),
+            RopeScaling::FreqFactors(f) => (
+                1.0,
+                Some(
+                    (0..half)
+                        .map(|i| f.get(i).copied().unwrap_or(1.0))
+                        .collect(),
+                ),
+            ),
+            scaling @ RopeScaling::Llama3 { .. } => {
+                let plain = RopeConfig {
+                    scaling: RopeScaling::None,
+                    ..config.clone()
+                }
+                .inv_freqs();
+                let scaled = RopeConfig {
+                    scaling: scaling.clone(),
+                    ..config.clone()
+                }
+                .inv_freqs();
+                (
+                    1.0,
+                    Some(plain.iter().zip(&scaled).map(|(p, s)| p / s).collect()),
+                )
+            }
+        };
+        Ok(Self {
+            theta_scale,
+            freq_scale,
+            factors,
+            half,
+            style: config.style,
+            device: device.clone(),
+        })
     }
 
-    /// The angles of `positions` (in f64, then rounded, as a precomputed table would hold them).
+    /// The cos/sin of every pair's angle at each of `positions` (see the type's doc).
     pub fn rows(&self, positions: &[u32]) -> Result<RopeRows> {
-        let half = self.inv_freqs.len();
+        let half = self.half;
         let mut cos = Vec::with_capacity(positions.len() * half);
         let mut sin = Vec::with_capacity(positions.len() * half);
         for &pos in positions {
-            for f in &self.inv_freqs {
-                let angle = pos as f64 * *f as f64;
-                cos.push(angle.cos() as f32);
-                sin.push(angle.sin() as f32);
+            let mut theta = pos as f32;
+            for i in 0..half {
+                let extrapolated = match &self.factors {
+                    Some(f) => theta / f[i],
+                    None => theta,
+                };
+                let angle = self.freq_scale * extrapolated;
+                cos.push(angle.cos());
+                sin.push(angle.sin());
+                theta *= self.theta_scale;
             }
         }
         let n = positions.len();
@@ -146,6 +201,9 @@ impl RotaryEmbedding {
             if let Some(y) = crate::device::rope_rows(x, &rows.cos, &rows.sin, self.style == RopeStyle::Interleaved)? {
                 return Ok(y);
             }
+            if matches!(x.device(), Device::Cpu) && dtype == DType::F32 {
+                return self.apply_host(x, rows);
+            }
         }
         // candle's rope kernels take [batch, heads, seq, dim]; tokens play the role of seq.
         let xt = x.to_dtype(DType::F32)?.transpose(0, 1)?.unsqueeze(0)?.contiguous()?;
@@ -154,6 +212,41 @@ impl RotaryEmbedding {
             RopeStyle::Half => candle_nn::rotary_emb::rope(&xt, &rows.cos, &rows.sin)?,
         };
         Ok(rotated.squeeze(0)?.transpose(0, 1)?.to_dtype(dtype)?)
+    }
+
+    /// The CPU path, on f32 rows in llama.cpp's arithmetic (see the type's doc).
+    fn apply_host(&self, x: &Tensor, rows: &RopeRows) -> Result<Tensor> {
+        let (tokens, heads, head_dim) = x.dims3()?;
+        let half = head_dim / 2;
+        let cos = rows.cos.flatten_all()?.to_vec1::<f32>()?;
+        let sin = rows.sin.flatten_all()?.to_vec1::<f32>()?;
+        let mut v = x.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
+        if cos.len() != tokens * half {
+            let detail = format!("{} angles for {tokens} tokens of {half} pairs", cos.len());
+            return Err(crate::LayerError::Shape {
+                what: "rope rows".into(),
+                detail,
+            });
+        }
+        let (step, offset) = match self.style {
+            RopeStyle::Interleaved => (2, 1),
+            RopeStyle::Half => (1, half),
+        };
+        for (t, token) in v.chunks_mut(heads * head_dim).enumerate() {
+            let (c, s) = (
+                &cos[t * half..(t + 1) * half],
+                &sin[t * half..(t + 1) * half],
+            );
+            for head in token.chunks_mut(head_dim) {
+                for i in 0..half {
+                    let (a, b) = (i * step, i * step + offset);
+                    let (x0, x1) = (head[a], head[b]);
+                    head[a] = x0.mul_add(c[i], -(x1 * s[i]));
+                    head[b] = x0.mul_add(s[i], x1 * c[i]);
+                }
+            }
+        }
+        Ok(Tensor::from_vec(v, (tokens, heads, head_dim), x.device())?)
     }
 }
 

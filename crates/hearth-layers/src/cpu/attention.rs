@@ -1,12 +1,14 @@
 //! Attention of every new token of a batch over its sequence's paged context, read in place from the
 //! host KV cache, spread over the thread pool as one task per (sequence, KV head, block of queries).
 //!
-//! Each query's arithmetic is fixed: its score with a key is an 8-lane FMA chain over the head
-//! dimension reduced by one fixed tree, its softmax and weighted sum run over its own keys in order.
-//! How queries are grouped into tasks (a whole prompt, a short suffix after a prefix-cache hit, one
-//! decode token among 64 sequences) therefore never changes a result bit: seeded sampling
-//! reproduces whatever the batch or the cache did.
+//! Each query's arithmetic is fixed and is llama.cpp's ([`super::reduce`]): its scores, softmax
+//! and weighted sum group keys by their positions, never by how queries were batched. How queries
+//! are grouped into tasks (a whole prompt, a short suffix after a prefix-cache hit, one decode token
+//! among 64 sequences) therefore never changes a result bit: seeded sampling reproduces whatever the
+//! batch or the cache did.
 
+use super::expf;
+use super::reduce::{self, SumOrder};
 use crate::attention::AttentionParams;
 use crate::kv_cache::{HostRows, PagedKvCache};
 use crate::{LayerError, Result};
@@ -21,6 +23,9 @@ pub struct HostSeq<'a> {
     pub n_new: usize,
     /// Position of its first new token.
     pub q_start: usize,
+    /// Queries at this position and later were sampled tokens: they are computed in llama.cpp's
+    /// decode order, earlier ones in its prompt order ([`super::reduce::SumOrder`]).
+    pub prompt_len: usize,
     /// Cache slot of every position `0..q_start + n_new`.
     pub slots: &'a [u32],
 }
@@ -37,7 +42,8 @@ struct Task {
 }
 
 thread_local! {
-    static SCORES: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    /// Scores of a task's queries, and the lane accumulators of one weighted sum.
+    static SCORES: RefCell<(Vec<f32>, Vec<f32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
 }
 
 /// Output rows shared by tasks that write disjoint (token, head) slices.
@@ -57,7 +63,7 @@ pub fn paged_attention_host(
     let bad = |detail: String| LayerError::Shape { what: "host attention".into(), detail };
     let hd = p.head_dim;
     let tokens: usize = seqs.iter().map(|s| s.n_new).sum();
-    if q.len() != tokens * p.n_heads * hd || p.n_kv_heads == 0 || p.n_heads % p.n_kv_heads != 0 {
+    if q.len() != tokens * p.n_heads * hd || p.n_kv_heads == 0 || !p.n_heads.is_multiple_of(p.n_kv_heads) {
         return Err(bad(format!("{} query values for {tokens} tokens", q.len())));
     }
     let host = cache.host_layer(layer)?.ok_or_else(|| bad("the KV cache is not on the host".into()))?;
@@ -95,7 +101,7 @@ fn run_tasks<T: KvElem>(tasks: &[Task], seqs: &[HostSeq<'_>], q: &[f32], kv: &Kv
         let (lo, hi) = key_range(task, s, p);
         let koff = task.kv * p.head_dim;
         SCORES.with(|cell| {
-            let scores = &mut cell.borrow_mut();
+            let scores = &mut *cell.borrow_mut();
             if let Some(kv) = T::as_f32_rows(kv) {
                 return run_task(task, s, q, &kv, &s.slots[lo..hi], koff, p, scores, out);
             }
@@ -178,7 +184,7 @@ fn run_task(
     slots: &[u32],
     koff: usize,
     p: &AttentionParams,
-    scores: &mut Vec<f32>,
+    (scores, lanes): &mut (Vec<f32>, Vec<f32>),
     out: &OutPtr,
 ) {
     let (hd, group) = (p.head_dim, p.n_heads / p.n_kv_heads);
@@ -194,21 +200,45 @@ fn run_task(
         let head = task.kv * group + g;
         &q[((s.offset + task.first_token + t) * p.n_heads + head) * hd..][..hd]
     };
-    let queries: Vec<&[f32]> = (0..n_q).map(query).collect();
-    score_all(&queries, kv, slots, koff, scores);
+    let key = |j: usize| &kv.keys[slots[j] as usize * kv.width + koff..][..kv.len];
+    let value = |j: usize| &kv.values[slots[j] as usize * kv.width + koff..][..kv.len];
     for (i, row) in scores.chunks_mut(n_keys).enumerate() {
         let qp = pos(i / group);
         let (lo, hi) = (first_of(qp) - key_lo, qp + 1 - key_lo);
-        softmax_in_place(&mut row[lo..hi], p);
+        let query = query(i);
+        // llama.cpp decodes a sampled token alone, and sums its values in another order (`reduce`).
+        let order = if qp >= s.prompt_len {
+            SumOrder::Alone
+        } else {
+            SumOrder::Batched
+        };
+        for (j, sc) in row.iter_mut().enumerate().take(hi).skip(lo) {
+            *sc = reduce::dot(query, key(j));
+        }
+        softmax_in_place(&mut row[lo..hi], key_lo + lo, p);
         let head = task.kv * group + i % group;
         // SAFETY: (token, head) belongs to this task alone, and the row lies inside `out`.
-        let dst = unsafe { std::slice::from_raw_parts_mut(out.0.add(((s.offset + task.first_token + i / group) * p.n_heads + head) * hd), hd) };
-        weighted_sum(&row[lo..hi], kv, &slots[lo..hi], koff, dst);
+        let dst = unsafe {
+            std::slice::from_raw_parts_mut(
+                out.0
+                    .add(((s.offset + task.first_token + i / group) * p.n_heads + head) * hd),
+                hd,
+            )
+        };
+        reduce::weighted_sum(
+            &row[lo..hi],
+            |j| value(lo + j),
+            key_lo + lo,
+            order,
+            lanes,
+            dst,
+        );
     }
 }
 
-/// `scale`, soft-cap, then softmax of one query's scores.
-fn softmax_in_place(row: &mut [f32], p: &AttentionParams) {
+/// `scale`, soft-cap, then softmax of one query's scores, the first of which is the key at
+/// position `first` (llama.cpp's exponential and grouped sum; see [`super::reduce`]).
+fn softmax_in_place(row: &mut [f32], first: usize, p: &AttentionParams) {
     let mut max = f32::NEG_INFINITY;
     for sc in row.iter_mut() {
         *sc *= p.scale;
@@ -217,78 +247,19 @@ fn softmax_in_place(row: &mut [f32], p: &AttentionParams) {
         }
         max = max.max(*sc);
     }
-    let mut total = 0f32;
     for sc in row.iter_mut() {
-        *sc = (*sc - max).exp();
-        total += *sc;
+        *sc -= max;
     }
-    let inv = 1.0 / total;
+    expf::exp_in_place(row);
+    let inv = (1.0 / reduce::grouped_sum(row, first)) as f32;
     for sc in row.iter_mut() {
         *sc *= inv;
     }
 }
 
-fn score_all(queries: &[&[f32]], kv: &KvRows<'_, f32>, slots: &[u32], koff: usize, scores: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    if crate::quant::isa::active() >= crate::quant::isa::Isa::Avx2 && kv.len % 8 == 0 {
-        // SAFETY: the CPU has AVX2 and FMA (checked by `active`); rows are `len` long, a multiple of 8.
-        return unsafe { x86::score_all(queries, kv, slots, koff, scores) };
-    }
-    let n_keys = slots.len();
-    for (i, q) in queries.iter().enumerate() {
-        for (j, &slot) in slots.iter().enumerate() {
-            let k = &kv.keys[slot as usize * kv.width + koff..][..kv.len];
-            scores[i * n_keys + j] = q.iter().zip(k).map(|(a, b)| a * b).sum();
-        }
-    }
-}
-
-fn weighted_sum(probs: &[f32], kv: &KvRows<'_, f32>, slots: &[u32], koff: usize, out: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    if crate::quant::isa::active() >= crate::quant::isa::Isa::Avx2 && kv.len % 8 == 0 {
-        // SAFETY: as in `score_all`.
-        return unsafe { x86::weighted_sum(probs, kv, slots, koff, out) };
-    }
-    out.fill(0.0);
-    for (&pj, &slot) in probs.iter().zip(slots) {
-        let v = &kv.values[slot as usize * kv.width + koff..][..kv.len];
-        for (o, x) in out.iter_mut().zip(v) {
-            *o += pj * x;
-        }
-    }
-}
-
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::KvRows;
     use std::arch::x86_64::*;
-
-    /// Scores of every query with every key, eight keys at a time: each (query, key) is one 8-lane
-    /// FMA chain over the head dimension, and the eight keys' lanes are reduced together by a fixed
-    /// `hadd` tree, so a score does not depend on which keys share its group.
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn score_all(queries: &[&[f32]], kv: &KvRows<'_, f32>, slots: &[u32], koff: usize, scores: &mut [f32]) {
-        let n_keys = slots.len();
-        let chunks = kv.len / 8;
-        let key_ptr = |j: usize| kv.keys.as_ptr().add(*slots.get_unchecked(j) as usize * kv.width + koff);
-        for j0 in (0..n_keys).step_by(8) {
-            let n = 8.min(n_keys - j0);
-            let ks: [*const f32; 8] = std::array::from_fn(|l| key_ptr(j0 + l.min(n - 1)));
-            for (i, q) in queries.iter().enumerate() {
-                let mut acc = [_mm256_setzero_ps(); 8];
-                for c in 0..chunks {
-                    let qv = _mm256_loadu_ps(q.as_ptr().add(8 * c));
-                    for l in 0..8 {
-                        acc[l] = _mm256_fmadd_ps(qv, _mm256_loadu_ps(ks[l].add(8 * c)), acc[l]);
-                    }
-                }
-                let sums = reduce8(&acc);
-                let mut lanes = [0f32; 8];
-                _mm256_storeu_ps(lanes.as_mut_ptr(), sums);
-                scores[i * n_keys + j0..][..n].copy_from_slice(&lanes[..n]);
-            }
-        }
-    }
 
     /// f16 → f32 (exact), eight at a time.
     #[target_feature(enable = "avx2,f16c")]
@@ -304,42 +275,6 @@ mod x86 {
         }
         for j in i..src.len() {
             out[j] = src[j].to_f32();
-        }
-    }
-
-    /// Lane sums of eight vectors, as one vector (element l = Σ lanes of `v[l]`).
-    #[inline(always)]
-    unsafe fn reduce8(v: &[__m256; 8]) -> __m256 {
-        let a = _mm256_hadd_ps(v[0], v[1]);
-        let b = _mm256_hadd_ps(v[2], v[3]);
-        let c = _mm256_hadd_ps(v[4], v[5]);
-        let d = _mm256_hadd_ps(v[6], v[7]);
-        let ab = _mm256_hadd_ps(a, b); // per 128-bit half: v0, v1, v2, v3 partial sums
-        let cd = _mm256_hadd_ps(c, d);
-        let lo = _mm256_permute2f128_ps(ab, cd, 0x20);
-        let hi = _mm256_permute2f128_ps(ab, cd, 0x31);
-        _mm256_add_ps(lo, hi)
-    }
-
-    /// `out = Σ_j probs[j] · v_j`, accumulated in registers over the keys in order, 64 dims at a time.
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn weighted_sum(probs: &[f32], kv: &KvRows<'_, f32>, slots: &[u32], koff: usize, out: &mut [f32]) {
-        let dims = kv.len;
-        let mut d0 = 0;
-        while d0 < dims {
-            let n = ((dims - d0) / 8).min(8);
-            let mut acc = [_mm256_setzero_ps(); 8];
-            for (&pj, &slot) in probs.iter().zip(slots) {
-                let v = kv.values.as_ptr().add(slot as usize * kv.width + koff + d0);
-                let pv = _mm256_set1_ps(pj);
-                for (c, a) in acc.iter_mut().enumerate().take(n) {
-                    *a = _mm256_fmadd_ps(pv, _mm256_loadu_ps(v.add(8 * c)), *a);
-                }
-            }
-            for (c, a) in acc.iter().enumerate().take(n) {
-                _mm256_storeu_ps(out.as_mut_ptr().add(d0 + 8 * c), *a);
-            }
-            d0 += 8 * n;
         }
     }
 }

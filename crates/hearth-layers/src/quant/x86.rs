@@ -8,7 +8,7 @@
 
 use super::activations::{Q8Block, Q8KBlock};
 use super::isa::Isa;
-use super::OutPtr;
+use super::{OutPtr, RowBatch};
 use candle_core::quantized::GgmlDType;
 use std::arch::x86_64::*;
 
@@ -261,13 +261,41 @@ unsafe fn legacy_rows<F: Legacy, D: DotU8I8, const R: usize>(w: &[u8], acts: &[&
     }
 }
 
+/// How a k-quant kernel turns its exact integer sums into floats, after the llama.cpp kernel that
+/// would have multiplied the row ([`super::RowBatch`]). Q4_K: llama.cpp repacks every Q4_K matrix
+/// whose row count is a multiple of 8 (on x86) and multiplies rows in groups of four
+/// (`gemm_q4_K_8x8_q8_K`: one FMA per 64 values) or alone (`gemv`: one FMA per 256). Q6_K: a
+/// micro-batch of 8+ rows goes through its tiled kernel (per super-block `fma(sum·d, d8, acc)`), fewer
+/// through `vec_dot_q6_K_q8_K` (8 lanes of FMAs).
+pub(crate) trait Sums {
+    const BATCHED: bool;
+}
+/// Rows multiplied alone (`gemv`, `vec_dot`).
+pub(crate) struct Alone;
+impl Sums for Alone {
+    const BATCHED: bool = false;
+}
+/// Rows multiplied with others (Q4_K's groups of four, Q6_K's tiles).
+pub(crate) struct Batched;
+impl Sums for Batched {
+    const BATCHED: bool = true;
+}
+
 /// Q4_K: 8 sub-blocks of 32 with 6-bit scales and mins, f16 `d` and `dmin`.
+///
+/// The float arithmetic is that of llama.cpp's repacked Q4_K kernels (see [`Sums`]): the integer
+/// dot and the integer min-sum of each super-block (or each pair of sub-blocks), accumulated with
+/// one FMA each by `d·d8` and `dmin·d8`, and one subtraction at the end.
 #[inline(always)]
-unsafe fn q4k_rows<D: DotU8I8, const R: usize>(w: &[u8], acts: &[&[Q8KBlock]; R], out: &mut [f32]) {
+unsafe fn q4k_rows<D: DotU8I8, S: Sums, const R: usize>(
+    w: &[u8],
+    acts: &[&[Q8KBlock]; R],
+    out: &mut [f32],
+) {
     const BYTES: usize = 144;
     let nb = acts[0].len();
     debug_assert!(w.len() >= nb * BYTES);
-    let mut acc = [_mm256_setzero_ps(); R];
+    let mut acc = [0f32; R];
     let mut mins_acc = [0f32; R];
     for ib in 0..nb {
         let b = w.as_ptr().add(ib * BYTES);
@@ -282,21 +310,41 @@ unsafe fn q4k_rows<D: DotU8I8, const R: usize>(w: &[u8], acts: &[&[Q8KBlock]; R]
             let hi = _mm256_and_si256(_mm256_srli_epi16(bits, 4), _mm256_set1_epi8(0x0f));
             let (sl, sh) = (_mm256_set1_epi16(scales[2 * j] as i16), _mm256_set1_epi16(scales[2 * j + 1] as i16));
             for r in 0..R {
-                let a = acts[r].get_unchecked(ib).qs.as_ptr().add(64 * j);
-                sumi[r] = D::dot_scaled(sumi[r], lo, _mm256_loadu_si256(a as *const __m256i), sl);
-                sumi[r] = D::dot_scaled(sumi[r], hi, _mm256_loadu_si256(a.add(32) as *const __m256i), sh);
+                let a = acts[r].get_unchecked(ib);
+                let q = a.qs.as_ptr().add(64 * j);
+                sumi[r] = D::dot_scaled(sumi[r], lo, _mm256_loadu_si256(q as *const __m256i), sl);
+                sumi[r] = D::dot_scaled(
+                    sumi[r],
+                    hi,
+                    _mm256_loadu_si256(q.add(32) as *const __m256i),
+                    sh,
+                );
+                if S::BATCHED {
+                    let bs = &a.bsums[4 * j..4 * j + 4];
+                    let msum = mins[2 * j] as i32 * (bs[0] as i32 + bs[1] as i32)
+                        + mins[2 * j + 1] as i32 * (bs[2] as i32 + bs[3] as i32);
+                    acc[r] = (hsum_i32(sumi[r]) as f32).mul_add(d * a.d, acc[r]);
+                    mins_acc[r] = (msum as f32).mul_add(dmin * a.d, mins_acc[r]);
+                    sumi[r] = _mm256_setzero_si256();
+                }
             }
+        }
+        if S::BATCHED {
+            continue;
         }
         for r in 0..R {
             let a = acts[r].get_unchecked(ib);
-            // Σ mins[s]·(bsums[2s] + bsums[2s+1]), exact in i32 as in the scalar form.
-            let msum = hsum_i32(_mm256_madd_epi16(_mm256_loadu_si256(a.bsums.as_ptr() as *const __m256i), mins16));
-            mins_acc[r] += dmin * a.d * msum as f32;
-            acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(d * a.d), _mm256_cvtepi32_ps(sumi[r]), acc[r]);
+            // Σ mins[s]·(bsums[2s] + bsums[2s+1]) and the scaled dot, both exact in i32.
+            let msum = hsum_i32(_mm256_madd_epi16(
+                _mm256_loadu_si256(a.bsums.as_ptr() as *const __m256i),
+                mins16,
+            ));
+            acc[r] = (hsum_i32(sumi[r]) as f32).mul_add(d * a.d, acc[r]);
+            mins_acc[r] = (msum as f32).mul_add(dmin * a.d, mins_acc[r]);
         }
     }
     for r in 0..R {
-        out[r] = hsum(acc[r]) - mins_acc[r];
+        out[r] = acc[r] - mins_acc[r];
     }
 }
 
@@ -332,16 +380,22 @@ fn k4_scales(s: &[u8]) -> ([u8; 8], [u8; 8]) {
 
 /// Q6_K: 16 sub-blocks of 16 with i8 scales; values are 4 low bits in `ql`, 2 high bits in `qh`, minus 32.
 #[inline(always)]
-unsafe fn q6k_rows<D: DotU8I8, const R: usize>(w: &[u8], acts: &[&[Q8KBlock]; R], out: &mut [f32]) {
+unsafe fn q6k_rows<D: DotU8I8, S: Sums, const R: usize>(
+    w: &[u8],
+    acts: &[&[Q8KBlock]; R],
+    out: &mut [f32],
+) {
     const BYTES: usize = 210;
     let nb = acts[0].len();
     debug_assert!(w.len() >= nb * BYTES);
     let mut acc = [_mm256_setzero_ps(); R];
+    let mut tiled = [0f32; R];
     let m4 = _mm256_set1_epi8(0x0f);
     for ib in 0..nb {
         let b = w.as_ptr().add(ib * BYTES);
         let (ql, qh, sc) = (b, b.add(128), b.add(192) as *const i8);
         let d = f16_at(b, 208);
+        let scales16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(sc as *const __m128i));
         let mut sumi = [_mm256_setzero_si256(); R];
         for half in 0..2 {
             let l0 = _mm256_loadu_si256(ql.add(64 * half) as *const __m256i);
@@ -361,21 +415,36 @@ unsafe fn q6k_rows<D: DotU8I8, const R: usize>(w: &[u8], acts: &[&[Q8KBlock]; R]
                 // Lanes 0..4 hold values 0..16 of the group (first scale), lanes 4..8 values 16..32.
                 let scale = _mm256_setr_epi32(s_lo, s_lo, s_lo, s_lo, s_hi, s_hi, s_hi, s_hi);
                 for r in 0..R {
-                    let a = _mm256_loadu_si256(acts[r].get_unchecked(ib).qs.as_ptr().add(128 * half + 32 * g) as *const __m256i);
-                    // (q - 32)·a = q·a - 32·a, both through the unsigned-by-signed dot. (Measured:
-                    // faster here than the maddubs + i16-scale form the Q4_K kernel uses.)
-                    let p = _mm256_sub_epi32(D::dot(*qg, a), D::dot(_mm256_set1_epi8(32), a));
-                    sumi[r] = _mm256_add_epi32(sumi[r], _mm256_mullo_epi32(p, scale));
+                    let a = _mm256_loadu_si256(
+                        acts[r]
+                            .get_unchecked(ib)
+                            .qs
+                            .as_ptr()
+                            .add(128 * half + 32 * g) as *const __m256i,
+                    );
+                    // q·a here; the −32 offset comes off once per block, below.
+                    sumi[r] = _mm256_add_epi32(sumi[r], _mm256_mullo_epi32(D::dot(*qg, a), scale));
                 }
             }
         }
         for r in 0..R {
             let a = acts[r].get_unchecked(ib);
-            acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(d * a.d), _mm256_cvtepi32_ps(sumi[r]), acc[r]);
+            // 32·Σ scale·bsum, lane l taking sub-blocks 2l and 2l+1: llama.cpp's lanes (its AVX2
+            // `vec_dot_q6_K_q8_K`), so each lane's i32 and its f32 rounding are the same.
+            let bsums = _mm256_loadu_si256(a.bsums.as_ptr() as *const __m256i);
+            let offset = _mm256_slli_epi32(_mm256_madd_epi16(bsums, scales16), 5);
+            let s = _mm256_sub_epi32(sumi[r], offset);
+            if S::BATCHED {
+                // The tiled kernel: the block's whole sum times d, then one FMA by d8 (GCC fuses its
+                // multiply and add).
+                tiled[r] = (hsum_i32(s) as f32 * d).mul_add(a.d, tiled[r]);
+            } else {
+                acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(d * a.d), _mm256_cvtepi32_ps(s), acc[r]);
+            }
         }
     }
     for r in 0..R {
-        out[r] = hsum(acc[r]);
+        out[r] = if S::BATCHED { tiled[r] } else { hsum(acc[r]) };
     }
 }
 
@@ -440,10 +509,16 @@ rows_entry!(legacy_vnni, Q8Block, "avx2,fma,f16c,avx512f,avx512vnni,avx512vl,avx
     _ => legacy_rows[Q8_0, Vnni] false,
 });
 rows_entry!(k_avx2, Q8KBlock, "avx2,fma,f16c", {
-    GgmlDType::Q4K => q4k_rows[Maddubs] false, _ => q6k_rows[Maddubs] false,
+    GgmlDType::Q4K => q4k_rows[Maddubs, Alone] false, _ => q6k_rows[Maddubs, Alone] false,
 });
 rows_entry!(k_vnni, Q8KBlock, "avx2,fma,f16c,avx512f,avx512vnni,avx512vl,avx512bw", {
-    GgmlDType::Q4K => q4k_rows[Vnni] true, _ => q6k_rows[Vnni] false,
+    GgmlDType::Q4K => q4k_rows[Vnni, Alone] true, _ => q6k_rows[Vnni, Alone] false,
+});
+rows_entry!(k_avx2_batched, Q8KBlock, "avx2,fma,f16c", {
+    GgmlDType::Q4K => q4k_rows[Maddubs, Batched] false, _ => q6k_rows[Maddubs, Batched] false,
+});
+rows_entry!(k_vnni_batched, Q8KBlock, "avx2,fma,f16c,avx512f,avx512vnni,avx512vl,avx512bw", {
+    GgmlDType::Q4K => q4k_rows[Vnni, Batched] true, _ => q6k_rows[Vnni, Batched] false,
 });
 
 /// Whether this module has a kernel for `dtype`.
@@ -473,15 +548,47 @@ pub(crate) fn legacy_rows_all(isa: Isa, dtype: GgmlDType, w: &[u8], rb: usize, a
     }
 }
 
-/// As [`legacy_rows_all`] for the k-quant formats with Q8_K activations.
-pub(crate) fn k_rows_all(isa: Isa, dtype: GgmlDType, w: &[u8], rb: usize, acts: &[Q8KBlock], m: usize, out: OutPtr) {
+/// As [`legacy_rows_all`] for the k-quant formats with Q8_K activations. `batching[j]` says how
+/// llama.cpp would have batched activation row `j` (missing entries: alone), which picks the
+/// float arithmetic ([`Sums`]).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn k_rows_all(
+    isa: Isa,
+    dtype: GgmlDType,
+    w: &[u8],
+    rb: usize,
+    acts: &[Q8KBlock],
+    m: usize,
+    out: OutPtr,
+    batching: &[RowBatch],
+) {
     let rows = check(dtype, w, rb, acts.len(), m, out, 256);
-    // SAFETY: as in `legacy_rows_all`.
-    unsafe {
-        match isa {
-            Isa::Avx512Vnni => k_vnni(dtype, w, rb, acts, m, 0..rows, 0, out),
-            _ => k_avx2(dtype, w, rb, acts, m, 0..rows, 0, out),
+    let nb = acts.len() / m;
+    let is_grouped = |j: usize| {
+        let b = batching.get(j).copied().unwrap_or_default();
+        match dtype {
+            GgmlDType::Q4K => b.in_group_of_four,
+            _ => b.in_batch_of_eight,
         }
+    };
+    // Runs of activation rows with the same arithmetic, each through its kernel.
+    let mut start = 0;
+    while start < m {
+        let flag = is_grouped(start);
+        let end = (start..m).find(|&j| is_grouped(j) != flag).unwrap_or(m);
+        let acts = &acts[..end * nb];
+        // SAFETY: as in `legacy_rows_all`; `acts` holds `end` whole rows and `start < end`.
+        unsafe {
+            match (isa, flag) {
+                (Isa::Avx512Vnni, false) => k_vnni(dtype, w, rb, acts, end, 0..rows, start, out),
+                (Isa::Avx512Vnni, true) => {
+                    k_vnni_batched(dtype, w, rb, acts, end, 0..rows, start, out)
+                }
+                (_, false) => k_avx2(dtype, w, rb, acts, end, 0..rows, start, out),
+                (_, true) => k_avx2_batched(dtype, w, rb, acts, end, 0..rows, start, out),
+            }
+        }
+        start = end;
     }
 }
 

@@ -1,0 +1,257 @@
+//! The attention sums in llama.cpp's order of operations, so hearth's CPU attention returns its bits.
+//!
+//! llama.cpp (AVX-512 build, f32 KV cache, no flash attention) computes
+//! - a query·key score with `ggml_vec_dot_f32`: four 16-lane FMA accumulators over 64-wide steps
+//!   of the head, added as `(a0 + a2) + (a1 + a3)`, then reduced by GCC's `_mm512_reduce_add_ps`
+//!   tree ([`reduce16`]);
+//! - the softmax denominator 16 cache cells at a time, each group reduced by that tree into an f64;
+//! - a probability-weighted sum of values with tinyBLAS when the batch has several query tokens:
+//!   one 16-lane FMA accumulator per output element, lane = cell index mod 16, then the same tree;
+//!   for a batch of one token (tinyBLAS declines `n < 2`) with `ggml_vec_dot_f32` over the cells,
+//!   so the four accumulators × 16 lanes make lane = cell index mod 64.
+//!
+//! Its cache cells are the positions of a single sequence, so "cell index" is the key's position
+//! here. The quantized linear layer after attention rounds its input to 8 bits, where a last-bit
+//! difference can flip a rounding and move log-probabilities by tenths of a nat (issue 2). The
+//! scalar functions are the reference; the AVX2 paths return the same bits.
+
+/// GCC's `_mm512_reduce_add_ps`: halves, then quarters, then pairs.
+pub fn reduce16(v: &[f32; 16]) -> f32 {
+    let t3: [f32; 8] = std::array::from_fn(|i| v[8 + i] + v[i]);
+    let t6: [f32; 4] = std::array::from_fn(|i| t3[4 + i] + t3[i]);
+    (t6[0] + t6[2]) + (t6[1] + t6[3])
+}
+
+/// `ggml_vec_dot_f32` on AVX-512 (see the module doc).
+pub fn dot(x: &[f32], y: &[f32]) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    if crate::quant::isa::active() >= crate::quant::isa::Isa::Avx2 {
+        // SAFETY: AVX2 and FMA are present (checked by `active`).
+        return unsafe { x86::dot(x, y) };
+    }
+    dot_reference(x, y)
+}
+
+/// The scalar form of [`dot`].
+pub fn dot_reference(x: &[f32], y: &[f32]) -> f32 {
+    let n = x.len().min(y.len());
+    let whole = n / 64 * 64;
+    let mut acc = [[0f32; 16]; 4];
+    for i in (0..whole).step_by(64) {
+        for (j, a) in acc.iter_mut().enumerate() {
+            for (l, lane) in a.iter_mut().enumerate() {
+                let at = i + 16 * j + l;
+                *lane = x[at].mul_add(y[at], *lane);
+            }
+        }
+    }
+    let lanes: [f32; 16] = std::array::from_fn(|l| (acc[0][l] + acc[2][l]) + (acc[1][l] + acc[3][l]));
+    let mut sum = reduce16(&lanes);
+    for i in whole..n {
+        sum += x[i] * y[i]; // not fused: GCC keeps this loop as written
+    }
+    sum
+}
+
+/// Σ of `row` (whose first element is the key at `first`) as llama.cpp's softmax adds its
+/// exponentials: 16 positions per group, each reduced by [`reduce16`], groups added in f64.
+pub fn grouped_sum(row: &[f32], first: usize) -> f64 {
+    let mut total = 0f64;
+    let mut i = 0;
+    while i < row.len() {
+        let lane0 = (first + i) % 16;
+        let n = (16 - lane0).min(row.len() - i);
+        let mut lanes = [0f32; 16];
+        lanes[lane0..lane0 + n].copy_from_slice(&row[i..i + n]);
+        total += f64::from(reduce16(&lanes));
+        i += n;
+    }
+    total
+}
+
+/// How a weighted sum spreads keys over accumulators (see the module doc).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SumOrder {
+    /// Several query tokens in the step: 16 lanes (tinyBLAS).
+    Batched,
+    /// A step of one query token: 4 × 16 lanes (`ggml_vec_dot_f32`).
+    Alone,
+}
+
+impl SumOrder {
+    fn lanes(self) -> usize {
+        match self {
+            SumOrder::Batched => 16,
+            SumOrder::Alone => 64,
+        }
+    }
+}
+
+/// `out = Σ_j probs[j] · value(j)` in llama.cpp's order (see the module doc): key `j` is at
+/// position `first + j`. `lanes` is scratch space, resized here.
+pub fn weighted_sum<'v>(
+    probs: &[f32],
+    value: impl Fn(usize) -> &'v [f32],
+    first: usize,
+    order: SumOrder,
+    lanes: &mut Vec<f32>,
+    out: &mut [f32],
+) {
+    let hd = out.len();
+    let n_lanes = order.lanes();
+    lanes.clear();
+    lanes.resize(n_lanes * hd, 0.0);
+    #[cfg(target_arch = "x86_64")]
+    if crate::quant::isa::active() >= crate::quant::isa::Isa::Avx2 && hd.is_multiple_of(8) {
+        // SAFETY: AVX2 and FMA are present (checked by `active`); rows are `hd` long, a multiple of 8.
+        return unsafe { x86::weighted_sum(probs, value, first, n_lanes, lanes, out) };
+    }
+    for (j, &p) in probs.iter().enumerate() {
+        let lane = &mut lanes[(first + j) % n_lanes * hd..][..hd];
+        for (a, &v) in lane.iter_mut().zip(value(j)) {
+            *a = p.mul_add(v, *a);
+        }
+    }
+    let at = |l: usize, d: usize| lanes[l * hd + d];
+    for (d, o) in out.iter_mut().enumerate() {
+        *o = match order {
+            SumOrder::Batched => reduce16(&std::array::from_fn(|l| at(l, d))),
+            SumOrder::Alone => reduce16(&std::array::from_fn(|l| (at(l, d) + at(32 + l, d)) + (at(16 + l, d) + at(48 + l, d)))),
+        };
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use std::arch::x86_64::*;
+
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn dot(x: &[f32], y: &[f32]) -> f32 {
+        let n = x.len().min(y.len());
+        let whole = n / 64 * 64;
+        // a[2j] holds lanes 0..8 of accumulator j, a[2j + 1] lanes 8..16.
+        let mut a = [_mm256_setzero_ps(); 8];
+        let (xp, yp) = (x.as_ptr(), y.as_ptr());
+        for i in (0..whole).step_by(64) {
+            for (k, acc) in a.iter_mut().enumerate() {
+                let at = i + 8 * k;
+                *acc = _mm256_fmadd_ps(_mm256_loadu_ps(xp.add(at)), _mm256_loadu_ps(yp.add(at)), *acc);
+            }
+        }
+        let lo = _mm256_add_ps(_mm256_add_ps(a[0], a[4]), _mm256_add_ps(a[2], a[6]));
+        let hi = _mm256_add_ps(_mm256_add_ps(a[1], a[5]), _mm256_add_ps(a[3], a[7]));
+        let mut sum = reduce(hi, lo);
+        for i in whole..n {
+            sum += x[i] * y[i]; // not fused: GCC keeps this loop as written
+        }
+        sum
+    }
+
+    /// [`super::reduce16`] of the 16 lanes `lo` (0..8) and `hi` (8..16).
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn reduce(hi: __m256, lo: __m256) -> f32 {
+        let t3 = _mm256_add_ps(hi, lo);
+        let t6 = _mm_add_ps(_mm256_extractf128_ps(t3, 1), _mm256_castps256_ps128(t3));
+        let t8 = _mm_add_ps(t6, _mm_shuffle_ps(t6, t6, 0b01_00_11_10));
+        _mm_cvtss_f32(t8) + _mm_cvtss_f32(_mm_shuffle_ps(t8, t8, 1))
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn weighted_sum<'v>(
+        probs: &[f32],
+        value: impl Fn(usize) -> &'v [f32],
+        first: usize,
+        n_lanes: usize,
+        lanes: &mut [f32],
+        out: &mut [f32],
+    ) {
+        let hd = out.len();
+        let base = lanes.as_mut_ptr();
+        for (j, &p) in probs.iter().enumerate() {
+            let lane = base.add((first + j) % n_lanes * hd);
+            let v = value(j).as_ptr();
+            let pv = _mm256_set1_ps(p);
+            for d in (0..hd).step_by(8) {
+                _mm256_storeu_ps(lane.add(d), _mm256_fmadd_ps(pv, _mm256_loadu_ps(v.add(d)), _mm256_loadu_ps(lane.add(d))));
+            }
+        }
+        let row = |l: usize, d: usize| _mm256_loadu_ps(base.add(l * hd + d));
+        for d in (0..hd).step_by(8) {
+            // Alone: the four accumulators first, as (a0 + a2) + (a1 + a3).
+            let lane = |l: usize| {
+                if n_lanes == 64 {
+                    _mm256_add_ps(_mm256_add_ps(row(l, d), row(32 + l, d)), _mm256_add_ps(row(16 + l, d), row(48 + l, d)))
+                } else {
+                    row(l, d)
+                }
+            };
+            let t3: [__m256; 8] = std::array::from_fn(|i| _mm256_add_ps(lane(8 + i), lane(i)));
+            let t6: [__m256; 4] = std::array::from_fn(|i| _mm256_add_ps(t3[4 + i], t3[i]));
+            let sum = _mm256_add_ps(_mm256_add_ps(t6[0], t6[2]), _mm256_add_ps(t6[1], t6[3]));
+            _mm256_storeu_ps(out.as_mut_ptr().add(d), sum);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn values(n: usize, seed: u32) -> Vec<f32> {
+        // Values of mixed magnitude and sign, so the order of additions changes low bits.
+        (0..n).map(|i| ((i as u32).wrapping_mul(2_654_435_761).wrapping_add(seed) % 20_011) as f32 / 977.0 - 10.0).collect()
+    }
+
+    proptest! {
+        #[test]
+        fn dot_equals_its_reference(n in 1usize..300, seed in any::<u32>()) {
+            let (x, y) = (values(n, seed), values(n, seed ^ 0x5555));
+            prop_assert_eq!(dot(&x, &y).to_bits(), dot_reference(&x, &y).to_bits());
+        }
+
+        #[test]
+        fn weighted_sum_equals_its_reference(keys in 1usize..150, hd8 in 1usize..10, first in 0usize..80, alone in any::<bool>(), seed in any::<u32>()) {
+            let hd = hd8 * 8;
+            let order = if alone { SumOrder::Alone } else { SumOrder::Batched };
+            let probs = values(keys, seed);
+            let vals = values(keys * hd, seed ^ 0x1234);
+            let value = |j: usize| &vals[j * hd..(j + 1) * hd];
+            let mut lanes = Vec::new();
+            let mut got = vec![0f32; hd];
+            weighted_sum(&probs, value, first, order, &mut lanes, &mut got);
+            // The reference, by hand: Alone is ggml_vec_dot_f32 over the positions (four 16-lane
+            // accumulators), Batched one 16-lane accumulator.
+            let want: Vec<u32> = (0..hd)
+                .map(|d| {
+                    let mut acc = [[0f32; 16]; 4];
+                    for (j, &p) in probs.iter().enumerate() {
+                        let pos = first + j;
+                        let (k, l) = if alone { (pos / 16 % 4, pos % 16) } else { (0, pos % 16) };
+                        acc[k][l] = p.mul_add(value(j)[d], acc[k][l]);
+                    }
+                    let lanes: [f32; 16] = std::array::from_fn(|l| (acc[0][l] + acc[2][l]) + (acc[1][l] + acc[3][l]));
+                    reduce16(&lanes).to_bits()
+                })
+                .collect();
+            prop_assert_eq!(got.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), want);
+        }
+    }
+
+    #[test]
+    fn grouped_sum_aligns_groups_to_positions() {
+        let row = values(40, 7);
+        // Starting at position 5: the first group holds 11 values, then 16, then 13.
+        let parts = [&row[..11], &row[11..27], &row[27..]];
+        let mut want = 0f64;
+        for (k, part) in parts.iter().enumerate() {
+            let mut lanes = [0f32; 16];
+            let lane0 = if k == 0 { 5 } else { 0 };
+            lanes[lane0..lane0 + part.len()].copy_from_slice(part);
+            want += f64::from(reduce16(&lanes));
+        }
+        assert_eq!(grouped_sum(&row, 5), want);
+        assert!((grouped_sum(&row, 5) - row.iter().map(|&x| f64::from(x)).sum::<f64>()).abs() < 1e-3);
+    }
+}
