@@ -212,9 +212,7 @@ fn run_task(
         } else {
             SumOrder::Batched
         };
-        for (j, sc) in row.iter_mut().enumerate().take(hi).skip(lo) {
-            *sc = reduce::dot(query, key(j));
-        }
+        reduce::dots(query, |j| key(lo + j), &mut row[lo..hi]);
         softmax_in_place(&mut row[lo..hi], key_lo + lo, p);
         let head = task.kv * group + i % group;
         // SAFETY: (token, head) belongs to this task alone, and the row lies inside `out`.

@@ -57,7 +57,7 @@ fn exp_neg_into(x: &[f32], out: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     if crate::quant::isa::active() >= crate::quant::isa::Isa::Avx2 {
         // SAFETY: AVX2 and FMA are present (checked by `active`).
-        return unsafe { x86::exp_map(x, out, true) };
+        return unsafe { x86::exp_map(x.as_ptr(), out.as_mut_ptr(), x.len().min(out.len()), true) };
     }
     for (o, &v) in out.iter_mut().zip(x) {
         *o = expf(0.0 - v);
@@ -68,9 +68,11 @@ fn exp_neg_into(x: &[f32], out: &mut [f32]) {
 pub fn exp_in_place(v: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     if crate::quant::isa::active() >= crate::quant::isa::Isa::Avx2 {
-        let src = v.to_vec();
-        // SAFETY: AVX2 and FMA are present (checked by `active`).
-        return unsafe { x86::exp_map(&src, v, false) };
+        let n = v.len();
+        let p = v.as_mut_ptr();
+        // SAFETY: AVX2 and FMA are present (checked by `active`); input and output are the same
+        // `n` floats, each group read before it is written.
+        return unsafe { x86::exp_map(p, p, n, false) };
     }
     for x in v.iter_mut() {
         *x = expf(*x);
@@ -97,19 +99,21 @@ mod x86 {
     use super::*;
     use std::arch::x86_64::*;
 
-    /// `out[i] = expf(±x[i])` (negated first when `negate`), eight lanes at a time.
+    /// `out[i] = expf(±x[i])` for `i < n` (negated first when `negate`), eight lanes at a time;
+    /// `x` and `out` may be the same memory.
     #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn exp_map(x: &[f32], out: &mut [f32], negate: bool) {
-        let whole = x.len() / 8 * 8;
+    pub(super) unsafe fn exp_map(x: *const f32, out: *mut f32, n: usize, negate: bool) {
+        let whole = n / 8 * 8;
         for i in (0..whole).step_by(8) {
-            let mut v = _mm256_loadu_ps(x.as_ptr().add(i));
+            let mut v = _mm256_loadu_ps(x.add(i));
             if negate {
                 v = _mm256_sub_ps(_mm256_setzero_ps(), v);
             }
-            exp8(v, out.as_mut_ptr().add(i));
+            exp8(v, out.add(i));
         }
-        for i in whole..x.len() {
-            out[i] = expf(if negate { 0.0 - x[i] } else { x[i] });
+        for i in whole..n {
+            let v = *x.add(i);
+            *out.add(i) = expf(if negate { 0.0 - v } else { v });
         }
     }
 

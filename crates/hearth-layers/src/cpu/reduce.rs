@@ -32,6 +32,20 @@ pub fn dot(x: &[f32], y: &[f32]) -> f32 {
     dot_reference(x, y)
 }
 
+/// `out[j] = dot(query, key(j))` for every `j < out.len()`, the same bits as [`dot`] one by one
+/// (eight keys reduced together where the head is a whole number of 64-wide steps).
+pub fn dots<'k>(query: &[f32], key: impl Fn(usize) -> &'k [f32], out: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if crate::quant::isa::active() >= crate::quant::isa::Isa::Avx2 && !query.is_empty() && query.len().is_multiple_of(64) {
+        // SAFETY: AVX2 and FMA are present (checked by `active`); every key is as long as the query
+        // (checked per key inside).
+        return unsafe { x86::dots(query, key, out) };
+    }
+    for (j, o) in out.iter_mut().enumerate() {
+        *o = dot(query, key(j));
+    }
+}
+
 /// The scalar form of [`dot`].
 pub fn dot_reference(x: &[f32], y: &[f32]) -> f32 {
     let n = x.len().min(y.len());
@@ -147,6 +161,74 @@ mod x86 {
         sum
     }
 
+    /// Eight lanes each of `hi + lo` after the accumulators are combined: the per-key vector that
+    /// [`reduce`] finishes.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn t3_of(x: &[f32], y: &[f32]) -> __m256 {
+        let mut a = [_mm256_setzero_ps(); 8];
+        let (xp, yp) = (x.as_ptr(), y.as_ptr());
+        for i in (0..x.len()).step_by(64) {
+            for (k, acc) in a.iter_mut().enumerate() {
+                let at = i + 8 * k;
+                *acc = _mm256_fmadd_ps(_mm256_loadu_ps(xp.add(at)), _mm256_loadu_ps(yp.add(at)), *acc);
+            }
+        }
+        let lo = _mm256_add_ps(_mm256_add_ps(a[0], a[4]), _mm256_add_ps(a[2], a[6]));
+        let hi = _mm256_add_ps(_mm256_add_ps(a[1], a[5]), _mm256_add_ps(a[3], a[7]));
+        _mm256_add_ps(hi, lo)
+    }
+
+    /// [`super::dots`] for a query of a whole number of 64-wide steps: eight keys' `t3` vectors
+    /// transposed, so the rest of the tree runs down the lanes for all eight at once.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn dots<'k>(query: &[f32], key: impl Fn(usize) -> &'k [f32], out: &mut [f32]) {
+        let n = out.len();
+        for j0 in (0..n).step_by(8) {
+            let m = (n - j0).min(8);
+            let t: [__m256; 8] = std::array::from_fn(|l| {
+                let k = key(j0 + l.min(m - 1));
+                if k.len() < query.len() {
+                    _mm256_set1_ps(f32::NAN)
+                } else {
+                    t3_of(query, k)
+                }
+            });
+            let u0 = _mm256_unpacklo_ps(t[0], t[1]);
+            let u1 = _mm256_unpackhi_ps(t[0], t[1]);
+            let u2 = _mm256_unpacklo_ps(t[2], t[3]);
+            let u3 = _mm256_unpackhi_ps(t[2], t[3]);
+            let u4 = _mm256_unpacklo_ps(t[4], t[5]);
+            let u5 = _mm256_unpackhi_ps(t[4], t[5]);
+            let u6 = _mm256_unpacklo_ps(t[6], t[7]);
+            let u7 = _mm256_unpackhi_ps(t[6], t[7]);
+            let v0 = _mm256_shuffle_ps(u0, u2, 0x44);
+            let v1 = _mm256_shuffle_ps(u0, u2, 0xee);
+            let v2 = _mm256_shuffle_ps(u1, u3, 0x44);
+            let v3 = _mm256_shuffle_ps(u1, u3, 0xee);
+            let v4 = _mm256_shuffle_ps(u4, u6, 0x44);
+            let v5 = _mm256_shuffle_ps(u4, u6, 0xee);
+            let v6 = _mm256_shuffle_ps(u5, u7, 0x44);
+            let v7 = _mm256_shuffle_ps(u5, u7, 0xee);
+            // lane[i] holds lane i of every key's t3.
+            let lane = [
+                _mm256_permute2f128_ps(v0, v4, 0x20),
+                _mm256_permute2f128_ps(v1, v5, 0x20),
+                _mm256_permute2f128_ps(v2, v6, 0x20),
+                _mm256_permute2f128_ps(v3, v7, 0x20),
+                _mm256_permute2f128_ps(v0, v4, 0x31),
+                _mm256_permute2f128_ps(v1, v5, 0x31),
+                _mm256_permute2f128_ps(v2, v6, 0x31),
+                _mm256_permute2f128_ps(v3, v7, 0x31),
+            ];
+            let even = _mm256_add_ps(_mm256_add_ps(lane[4], lane[0]), _mm256_add_ps(lane[6], lane[2]));
+            let odd = _mm256_add_ps(_mm256_add_ps(lane[5], lane[1]), _mm256_add_ps(lane[7], lane[3]));
+            let mut r = [0f32; 8];
+            _mm256_storeu_ps(r.as_mut_ptr(), _mm256_add_ps(even, odd));
+            out[j0..j0 + m].copy_from_slice(&r[..m]);
+        }
+    }
+
     /// [`super::reduce16`] of the 16 lanes `lo` (0..8) and `hi` (8..16).
     #[inline]
     #[target_feature(enable = "avx2,fma")]
@@ -168,12 +250,24 @@ mod x86 {
     ) {
         let hd = out.len();
         let base = lanes.as_mut_ptr();
-        for (j, &p) in probs.iter().enumerate() {
-            let lane = base.add((first + j) % n_lanes * hd);
-            let v = value(j).as_ptr();
-            let pv = _mm256_set1_ps(p);
-            for d in (0..hd).step_by(8) {
-                _mm256_storeu_ps(lane.add(d), _mm256_fmadd_ps(pv, _mm256_loadu_ps(v.add(d)), _mm256_loadu_ps(lane.add(d))));
+        // Lane by lane, 64 dimensions at a time, so each lane's running sums stay in registers:
+        // the same FMAs in the same order as adding each key into its lane in turn.
+        for d0 in (0..hd).step_by(64) {
+            let width = (hd - d0).min(64) / 8;
+            for l in 0..n_lanes {
+                let mut acc = [_mm256_setzero_ps(); 8];
+                let mut j = (l + n_lanes - first % n_lanes) % n_lanes;
+                while j < probs.len() {
+                    let pv = _mm256_set1_ps(*probs.get_unchecked(j));
+                    let v = value(j).as_ptr().add(d0);
+                    for (c, a) in acc.iter_mut().enumerate().take(width) {
+                        *a = _mm256_fmadd_ps(pv, _mm256_loadu_ps(v.add(8 * c)), *a);
+                    }
+                    j += n_lanes;
+                }
+                for (c, a) in acc.iter().enumerate().take(width) {
+                    _mm256_storeu_ps(base.add(l * hd + d0 + 8 * c), *a);
+                }
             }
         }
         let row = |l: usize, d: usize| _mm256_loadu_ps(base.add(l * hd + d));
@@ -209,6 +303,19 @@ mod tests {
         fn dot_equals_its_reference(n in 1usize..300, seed in any::<u32>()) {
             let (x, y) = (values(n, seed), values(n, seed ^ 0x5555));
             prop_assert_eq!(dot(&x, &y).to_bits(), dot_reference(&x, &y).to_bits());
+        }
+
+        #[test]
+        fn dots_equal_dot_one_by_one(keys in 1usize..30, steps in 1usize..5, extra in 0usize..3, seed in any::<u32>()) {
+            // Whole 64-wide steps take the eight-key path; `extra` dims exercise the fallback.
+            let hd = 64 * steps + 8 * extra;
+            let q = values(hd, seed);
+            let ks = values(keys * hd, seed ^ 0x77);
+            let key = |j: usize| &ks[j * hd..(j + 1) * hd];
+            let mut got = vec![0f32; keys];
+            dots(&q, key, &mut got);
+            let want: Vec<u32> = (0..keys).map(|j| dot_reference(&q, key(j)).to_bits()).collect();
+            prop_assert_eq!(got.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), want);
         }
 
         #[test]
