@@ -161,8 +161,29 @@ pub struct Registry {
     path: PathBuf,
 }
 
+/// Whether SQLite refused because another connection holds the lock.
+fn is_busy(e: &rusqlite::Error) -> bool {
+    matches!(e, rusqlite::Error::SqliteFailure(f, _) if matches!(f.code, rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked))
+}
+
 impl Registry {
     pub fn open(path: &Path) -> Result<Registry> {
+        // SQLite reports "database is locked" at once, without waiting on the busy timeout, when
+        // another process is switching the file to WAL or recovering it: retry the whole open.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        let mut wait = std::time::Duration::from_millis(20);
+        loop {
+            match Self::open_once(path) {
+                Err(StoreError::Registry { source, .. }) if is_busy(&source) && std::time::Instant::now() < deadline => {
+                    std::thread::sleep(wait);
+                    wait = (wait * 2).min(std::time::Duration::from_millis(500));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn open_once(path: &Path) -> Result<Registry> {
         let err = |source| StoreError::Registry { path: path.to_path_buf(), source };
         let conn = Connection::open(path).map_err(err)?;
         conn.busy_timeout(std::time::Duration::from_secs(60)).map_err(err)?;
@@ -479,6 +500,30 @@ fn app_from_row(r: &Row) -> rusqlite::Result<AppRecord> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Connections opening a fresh store at the same moment (as concurrent `hearth` processes do)
+    /// all succeed: none sees "database is locked" while another switches the file to WAL.
+    #[test]
+    fn concurrent_opens_of_a_fresh_store_all_succeed() {
+        for round in 0..20 {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("registry.db");
+            let start = std::sync::Arc::new(std::sync::Barrier::new(8));
+            let openers: Vec<_> = (0..8)
+                .map(|_| {
+                    let (path, start) = (path.clone(), start.clone());
+                    std::thread::spawn(move || {
+                        start.wait();
+                        Registry::open(&path).map(|r| r.schema_version())
+                    })
+                })
+                .collect();
+            for o in openers {
+                let version = o.join().expect("opener thread").unwrap_or_else(|e| panic!("round {round}: {e}"));
+                assert_eq!(version.expect("schema version"), MIGRATIONS.len());
+            }
+        }
+    }
 
     #[test]
     fn migrations_run_once_and_reopen_is_a_no_op() {
