@@ -58,6 +58,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    give_cublas_a_workspace();
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("HEARTH_LOG").unwrap_or_else(|_| "warn".into()))
@@ -98,5 +99,16 @@ fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Gives cuBLAS a fixed workspace (8 × 4 MiB) unless the user chose one. Without it, on the H100
+/// cuBLAS's split-K GEMMs (which it picks from 48 rows up) made every decode step of 48+ sequences
+/// ~35 ms slower: 1B bf16 at 48 sequences 1,322 → 5,679 tok/s. Set before anything touches CUDA,
+/// while the process has one thread.
+fn give_cublas_a_workspace() {
+    const VAR: &str = "CUBLAS_WORKSPACE_CONFIG";
+    if std::env::var_os(VAR).is_none() {
+        std::env::set_var(VAR, ":4096:8");
     }
 }

@@ -158,7 +158,7 @@ fn rope_kernel_matches_the_cpu_rope() {
     }
 }
 
-/// The decode GEMV (f32 activations × bf16/f16 weights, 1–8 rows) against an f64 product of the same
+/// The decode GEMV (f32 activations × bf16/f16 weights, 1–6 rows) against an f64 product of the same
 /// rounded weights on the host, for ragged row counts and k not a multiple of the 256-wide warp step.
 #[test]
 fn dense_gemv_matches_a_host_product() {
@@ -172,10 +172,10 @@ fn dense_gemv_matches_a_host_product() {
                 let xt = Tensor::from_vec(x.clone(), (rows, k), &gpu).expect("x");
                 let got = hearth_layers::device::dense_gemv(&xt, &wt).expect("gemv");
                 let Some(got) = got else {
-                    assert!(rows > 8, "{rows} rows of k {k} must take the kernel");
+                    assert!(rows > 6, "{rows} rows of k {k} must take the kernel");
                     continue;
                 };
-                assert!(rows <= 8, "more than 8 rows must take the library path");
+                assert!(rows <= 6, "more than 6 rows must take the library path");
                 let got = got.flatten_all().and_then(|t| t.to_vec1::<f32>()).expect("to host");
                 for r in 0..rows {
                     for j in 0..n {
