@@ -133,13 +133,7 @@ pub(crate) fn fresh_cache(model: &Transformer, tokens: usize) -> Result<(PagedKv
 fn run_pp(model: &Transformer, tokens: &[u32]) -> Result<f64> {
     let (cache, table) = fresh_cache(model, tokens.len())?;
     let t = Instant::now();
-    let seq = SeqBatch {
-        cached: 0,
-        n_new: tokens.len(),
-        block_table: table,
-        all_logits: false,
-        prompt_len: tokens.len(),
-    };
+    let seq = SeqBatch { cached: 0, n_new: tokens.len(), block_table: table, all_logits: false, prompt_len: tokens.len() };
     model.forward(tokens, &[seq], &cache)?.to_vec2::<f32>()?;
     Ok(t.elapsed().as_secs_f64())
 }
@@ -148,13 +142,7 @@ fn run_pp(model: &Transformer, tokens: &[u32]) -> Result<f64> {
 fn run_tg(model: &Transformer, tokens: &[u32]) -> Result<f64> {
     let (cache, table) = fresh_cache(model, tokens.len() + 1)?;
     let step = |pos: usize, tok: u32| -> Result<()> {
-        let seq = SeqBatch {
-            cached: pos,
-            n_new: 1,
-            block_table: table.clone(),
-            all_logits: false,
-            prompt_len: 0,
-        };
+        let seq = SeqBatch { cached: pos, n_new: 1, block_table: table.clone(), all_logits: false, prompt_len: 0 };
         model.forward(&[tok], &[seq], &cache)?.to_vec2::<f32>()?;
         Ok(())
     };

@@ -77,27 +77,13 @@ fn decode_rate(model: &Transformer, n: usize, pp: usize, tg: usize) -> Result<f6
     // Prompts: each sequence its own tokens, prefilled one sequence per forward like a server would.
     for (s, table) in tables.iter().enumerate() {
         let prompt: Vec<u32> = (0..pp).map(|i| token(s, i)).collect();
-        let seq = SeqBatch {
-            cached: 0,
-            n_new: pp,
-            block_table: table.clone(),
-            all_logits: false,
-            prompt_len: pp,
-        };
+        let seq = SeqBatch { cached: 0, n_new: pp, block_table: table.clone(), all_logits: false, prompt_len: pp };
         model.forward(&prompt, &[seq], &cache)?;
     }
     let decode = |pos: usize| -> Result<()> {
         let tokens: Vec<u32> = (0..n).map(|s| token(s, pos)).collect();
-        let seqs: Vec<SeqBatch> = tables
-            .iter()
-            .map(|t| SeqBatch {
-                cached: pos,
-                n_new: 1,
-                block_table: t.clone(),
-                all_logits: false,
-                prompt_len: pp,
-            })
-            .collect();
+        let seqs: Vec<SeqBatch> =
+            tables.iter().map(|t| SeqBatch { cached: pos, n_new: 1, block_table: t.clone(), all_logits: false, prompt_len: pp }).collect();
         model.forward(&tokens, &seqs, &cache)?.to_vec2::<f32>()?;
         Ok(())
     };

@@ -71,13 +71,7 @@ fn greedy(model: &Transformer, prompt: &[u32], n: usize) -> Result<Vec<Step>> {
     let (cache, table) = crate::bench::fresh_cache(model, prompt.len() + n)?;
     let (mut steps, mut input, mut cached) = (Vec::with_capacity(n), prompt.to_vec(), 0);
     for _ in 0..n {
-        let seq = SeqBatch {
-            cached,
-            n_new: input.len(),
-            block_table: table.clone(),
-            all_logits: false,
-            prompt_len: prompt.len(),
-        };
+        let seq = SeqBatch { cached, n_new: input.len(), block_table: table.clone(), all_logits: false, prompt_len: prompt.len() };
         let logits = model.forward(&input, &[seq], &cache)?;
         let row = logits.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
         let step = top_two(&row);

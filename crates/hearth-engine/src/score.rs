@@ -10,27 +10,15 @@ use hearth_models::{SeqBatch, Transformer};
 /// chunked prefill does.
 pub fn score_tokens(model: &Transformer, tokens: &[u32], chunk: usize) -> Result<Vec<Vec<f32>>> {
     let chunk = chunk.max(1);
-    score_in_pieces(model, tokens, tokens.len(), true, |start| {
-        chunk.min(tokens.len() - start)
-    })
+    score_in_pieces(model, tokens, tokens.len(), true, |start| chunk.min(tokens.len() - start))
 }
 
 /// The distributions a generation computes after a prompt: the prompt (the first `prompt_len`
 /// tokens) in one pass with only its last row's logits, then each later token alone, as a decode
 /// step. Row `i` is the distribution of token `prompt_len + i` (given everything before it).
-pub fn score_like_generation(
-    model: &Transformer,
-    tokens: &[u32],
-    prompt_len: usize,
-) -> Result<Vec<Vec<f32>>> {
+pub fn score_like_generation(model: &Transformer, tokens: &[u32], prompt_len: usize) -> Result<Vec<Vec<f32>>> {
     let prompt_len = prompt_len.clamp(1, tokens.len().max(1));
-    score_in_pieces(model, tokens, prompt_len, false, |start| {
-        if start == 0 {
-            prompt_len
-        } else {
-            1
-        }
-    })
+    score_in_pieces(model, tokens, prompt_len, false, |start| if start == 0 { prompt_len } else { 1 })
 }
 
 /// `piece(start)` is how many tokens to compute at once from `start` (at least one); tokens from
@@ -51,13 +39,7 @@ fn score_in_pieces(
     let mut start = 0;
     while start < tokens.len() {
         let n = piece(start).clamp(1, tokens.len() - start);
-        let seq = SeqBatch {
-            cached: start,
-            n_new: n,
-            block_table: table.clone(),
-            all_logits,
-            prompt_len,
-        };
+        let seq = SeqBatch { cached: start, n_new: n, block_table: table.clone(), all_logits, prompt_len };
         let logits = model.forward(&tokens[start..start + n], &[seq], &cache)?;
         let logp = candle_nn_log_softmax(&logits)?;
         rows.extend(logp.to_vec2::<f32>()?);

@@ -168,25 +168,13 @@ mod tests {
             let cache16 = PagedKvCache::new(cfg16, &dev)?;
             cache16.write(0, &slots, &Tensor::from_vec(k.clone(), (m, 16), &dev)?, &Tensor::from_vec(v.clone(), (m, 16), &dev)?)?;
             let all16: Vec<u32> = slots.iter().map(|&s| s as u32).collect();
-            let seq16 = crate::cpu::HostSeq {
-                offset: 0,
-                n_new: n,
-                q_start,
-                prompt_len: m,
-                slots: &all16,
-            };
+            let seq16 = crate::cpu::HostSeq { offset: 0, n_new: n, q_start, prompt_len: m, slots: &all16 };
             let got16 = crate::cpu::paged_attention_host(&q, &cache16, 0, &[seq16], &p)?;
             for (a, b) in got16.iter().zip(&want) {
                 assert!((a - b).abs() < 2e-3, "f16 cache, window {window:?}: {a} vs {b}");
             }
             // The host kernel, batched with a one-token sequence ahead of this one in the batch.
-            let other = crate::cpu::HostSeq {
-                offset: 0,
-                n_new: 1,
-                q_start: 0,
-                prompt_len: 1,
-                slots: &[6],
-            };
+            let other = crate::cpu::HostSeq { offset: 0, n_new: 1, q_start: 0, prompt_len: 1, slots: &[6] };
             cache.write(
                 0,
                 &[6],
@@ -194,13 +182,7 @@ mod tests {
                 &Tensor::from_vec(v[..16].to_vec(), (1, 16), &dev)?,
             )?;
             let all: Vec<u32> = slots.iter().map(|&s| s as u32).collect();
-            let this = crate::cpu::HostSeq {
-                offset: 1,
-                n_new: n,
-                q_start,
-                prompt_len: m,
-                slots: &all,
-            };
+            let this = crate::cpu::HostSeq { offset: 1, n_new: n, q_start, prompt_len: m, slots: &all };
             let q_batch: Vec<f32> = q[..32].iter().chain(&q).copied().collect();
             let host = crate::cpu::paged_attention_host(&q_batch, &cache, 0, &[other, this], &p)?;
             for (a, b) in host[32..].iter().zip(&want) {
@@ -242,52 +224,18 @@ mod tests {
         cache.write(0, &slots, &Tensor::from_vec(k, (m, kvh * hd), &dev)?, &Tensor::from_vec(v, (m, kvh * hd), &dev)?)?;
         let all: Vec<u32> = slots.iter().map(|&s| s as u32).collect();
         let q = pseudo_random(m * h * hd, 9);
-        let seq = |offset, n_new, q_start| crate::cpu::HostSeq {
-            offset,
-            n_new,
-            q_start,
-            prompt_len,
-            slots: &all,
-        };
+        let seq = |offset, n_new, q_start| crate::cpu::HostSeq { offset, n_new, q_start, prompt_len, slots: &all };
         let whole = crate::cpu::paged_attention_host(&q, &cache, 0, &[seq(0, m, 0)], &p)?;
         let row = h * hd;
         for pos in [0, 1, 9, 17, 33, 39] {
-            let qs: Vec<f32> = q[3 * row..4 * row]
-                .iter()
-                .chain(&q[pos * row..(pos + 1) * row])
-                .copied()
-                .collect();
-            let got = crate::cpu::paged_attention_host(
-                &qs,
-                &cache,
-                0,
-                &[seq(0, 1, 3), seq(1, 1, pos)],
-                &p,
-            )?;
-            assert_eq!(
-                got[row..],
-                whole[pos * row..(pos + 1) * row],
-                "position {pos} alone differs from the whole run"
-            );
-            assert_eq!(
-                got[..row],
-                whole[3 * row..4 * row],
-                "position 3 beside another sequence differs"
-            );
+            let qs: Vec<f32> = q[3 * row..4 * row].iter().chain(&q[pos * row..(pos + 1) * row]).copied().collect();
+            let got = crate::cpu::paged_attention_host(&qs, &cache, 0, &[seq(0, 1, 3), seq(1, 1, pos)], &p)?;
+            assert_eq!(got[row..], whole[pos * row..(pos + 1) * row], "position {pos} alone differs from the whole run");
+            assert_eq!(got[..row], whole[3 * row..4 * row], "position 3 beside another sequence differs");
         }
         // A piece from the middle (a prefill chunk after a cached prefix).
-        let piece = crate::cpu::paged_attention_host(
-            &q[17 * row..30 * row],
-            &cache,
-            0,
-            &[seq(0, 13, 17)],
-            &p,
-        )?;
-        assert_eq!(
-            piece[..],
-            whole[17 * row..30 * row],
-            "a chunk differs from the whole run"
-        );
+        let piece = crate::cpu::paged_attention_host(&q[17 * row..30 * row], &cache, 0, &[seq(0, 13, 17)], &p)?;
+        assert_eq!(piece[..], whole[17 * row..30 * row], "a chunk differs from the whole run");
         Ok(())
     }
 }

@@ -59,36 +59,18 @@ impl Linear {
     /// Several layers over the same input (q/k/v, gate/up). CPU block-quantized weights share one
     /// activation quantization and one parallel pass; other weights run one by one. `batching` says
     /// how llama.cpp would have batched each input row ([`crate::quant::RowBatch`]).
-    pub fn forward_many(
-        layers: &[&Linear],
-        x: &Tensor,
-        batching: &[crate::quant::RowBatch],
-    ) -> Result<Vec<Tensor>> {
-        let blocks: Option<Vec<&QuantMatrix>> = layers
-            .iter()
-            .map(|l| {
-                if let Weight::Blocks(m) = &l.weight {
-                    Some(m)
-                } else {
-                    None
-                }
-            })
-            .collect();
+    pub fn forward_many(layers: &[&Linear], x: &Tensor, batching: &[crate::quant::RowBatch]) -> Result<Vec<Tensor>> {
+        let blocks: Option<Vec<&QuantMatrix>> =
+            layers.iter().map(|l| if let Weight::Blocks(m) = &l.weight { Some(m) } else { None }).collect();
         let Some(mats) = blocks.filter(|m| m.len() > 1) else {
-            return layers
-                .iter()
-                .map(|l| l.forward_batched(x, batching))
-                .collect();
+            return layers.iter().map(|l| l.forward_batched(x, batching)).collect();
         };
         let mut dims = x.dims().to_vec();
         let k = dims.pop().unwrap_or(0);
         if mats.iter().any(|q| q.shape().1 != k) {
             return layers.iter().map(|l| l.forward(x)).collect(); // the single path reports the mismatch
         }
-        let xs = x
-            .to_dtype(candle_core::DType::F32)?
-            .flatten_all()?
-            .to_vec1::<f32>()?;
+        let xs = x.to_dtype(candle_core::DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
         let outs = crate::quant::matmul_many(&mats, &xs, xs.len() / k.max(1), batching);
         layers
             .iter()
@@ -111,11 +93,7 @@ impl Linear {
     }
 
     /// As [`Self::forward`], with how llama.cpp would have batched each row.
-    pub fn forward_batched(
-        &self,
-        x: &Tensor,
-        batching: &[crate::quant::RowBatch],
-    ) -> Result<Tensor> {
+    pub fn forward_batched(&self, x: &Tensor, batching: &[crate::quant::RowBatch]) -> Result<Tensor> {
         let y = match &self.weight {
             Weight::Quantized(q) => q.forward(x)?,
             Weight::Blocks(m) => m.forward_batched(x, batching)?,

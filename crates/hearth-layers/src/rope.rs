@@ -131,39 +131,14 @@ impl RotaryEmbedding {
         let (freq_scale, factors) = match &config.scaling {
             RopeScaling::None => (1.0, None),
             RopeScaling::Linear { factor } => (1.0 / factor, None),
-            RopeScaling::FreqFactors(f) => (
-                1.0,
-                Some(
-                    (0..half)
-                        .map(|i| f.get(i).copied().unwrap_or(1.0))
-                        .collect(),
-                ),
-            ),
+            RopeScaling::FreqFactors(f) => (1.0, Some((0..half).map(|i| f.get(i).copied().unwrap_or(1.0)).collect())),
             scaling @ RopeScaling::Llama3 { .. } => {
-                let plain = RopeConfig {
-                    scaling: RopeScaling::None,
-                    ..config.clone()
-                }
-                .inv_freqs();
-                let scaled = RopeConfig {
-                    scaling: scaling.clone(),
-                    ..config.clone()
-                }
-                .inv_freqs();
-                (
-                    1.0,
-                    Some(plain.iter().zip(&scaled).map(|(p, s)| p / s).collect()),
-                )
+                let plain = RopeConfig { scaling: RopeScaling::None, ..config.clone() }.inv_freqs();
+                let scaled = RopeConfig { scaling: scaling.clone(), ..config.clone() }.inv_freqs();
+                (1.0, Some(plain.iter().zip(&scaled).map(|(p, s)| p / s).collect()))
             }
         };
-        Ok(Self {
-            theta_scale,
-            freq_scale,
-            factors,
-            half,
-            style: config.style,
-            device: device.clone(),
-        })
+        Ok(Self { theta_scale, freq_scale, factors, half, style: config.style, device: device.clone() })
     }
 
     /// The cos/sin of every pair's angle at each of `positions` (see the type's doc).
@@ -223,20 +198,14 @@ impl RotaryEmbedding {
         let mut v = x.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
         if cos.len() != tokens * half {
             let detail = format!("{} angles for {tokens} tokens of {half} pairs", cos.len());
-            return Err(crate::LayerError::Shape {
-                what: "rope rows".into(),
-                detail,
-            });
+            return Err(crate::LayerError::Shape { what: "rope rows".into(), detail });
         }
         let (step, offset) = match self.style {
             RopeStyle::Interleaved => (2, 1),
             RopeStyle::Half => (1, half),
         };
         for (t, token) in v.chunks_mut(heads * head_dim).enumerate() {
-            let (c, s) = (
-                &cos[t * half..(t + 1) * half],
-                &sin[t * half..(t + 1) * half],
-            );
+            let (c, s) = (&cos[t * half..(t + 1) * half], &sin[t * half..(t + 1) * half]);
             for head in token.chunks_mut(head_dim) {
                 for i in 0..half {
                     let (a, b) = (i * step, i * step + offset);

@@ -60,13 +60,7 @@ fn check(heads: usize, kv_heads: usize, head_dim: usize, window: Option<usize>, 
     let seqs: Vec<HostSeq> = lens
         .iter()
         .enumerate()
-        .map(|(s, &len)| HostSeq {
-            offset: s,
-            n_new: 1,
-            q_start: len - 1,
-            prompt_len: len - 1,
-            slots: &slots[s],
-        })
+        .map(|(s, &len)| HostSeq { offset: s, n_new: 1, q_start: len - 1, prompt_len: len - 1, slots: &slots[s] })
         .collect();
     let want = paged_attention_host(&q, &host, 0, &seqs, &p).expect("host attention");
     let (k, v) = dev.device_layer(0).expect("layer").expect("device rows");

@@ -27,13 +27,7 @@ fn run_schedule(model: &Transformer, cache: &PagedKvCache, salt: u32) -> Vec<Vec
     let mut seqs = Vec::new();
     for (s, &n) in lens.iter().enumerate() {
         tokens.extend((0..n).map(|p| token(s, p)));
-        seqs.push(SeqBatch {
-            cached: 0,
-            n_new: n,
-            block_table: tables[s].clone(),
-            all_logits: false,
-            prompt_len: n,
-        });
+        seqs.push(SeqBatch { cached: 0, n_new: n, block_table: tables[s].clone(), all_logits: false, prompt_len: n });
     }
     let mut out = vec![flat(&model.forward(&tokens, &seqs, cache).expect("prefill"))];
     let phases: [&[usize]; 3] = [&[0, 1, 2, 3, 4], &[0, 2, 4], &[0, 1, 2, 3, 4]];
@@ -42,13 +36,7 @@ fn run_schedule(model: &Transformer, cache: &PagedKvCache, salt: u32) -> Vec<Vec
             let tokens: Vec<u32> = members.iter().map(|&s| token(s, pos[s])).collect();
             let seqs: Vec<SeqBatch> = members
                 .iter()
-                .map(|&s| SeqBatch {
-                    cached: pos[s],
-                    n_new: 1,
-                    block_table: tables[s].clone(),
-                    all_logits: false,
-                    prompt_len: pos[s],
-                })
+                .map(|&s| SeqBatch { cached: pos[s], n_new: 1, block_table: tables[s].clone(), all_logits: false, prompt_len: pos[s] })
                 .collect();
             out.push(flat(&model.forward(&tokens, &seqs, cache).expect("decode step")));
             members.iter().for_each(|&s| pos[s] += 1);

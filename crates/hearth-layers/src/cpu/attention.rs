@@ -207,30 +207,14 @@ fn run_task(
         let (lo, hi) = (first_of(qp) - key_lo, qp + 1 - key_lo);
         let query = query(i);
         // llama.cpp decodes a sampled token alone, and sums its values in another order (`reduce`).
-        let order = if qp >= s.prompt_len {
-            SumOrder::Alone
-        } else {
-            SumOrder::Batched
-        };
+        let order = if qp >= s.prompt_len { SumOrder::Alone } else { SumOrder::Batched };
         reduce::dots(query, |j| key(lo + j), &mut row[lo..hi]);
         softmax_in_place(&mut row[lo..hi], key_lo + lo, p);
         let head = task.kv * group + i % group;
         // SAFETY: (token, head) belongs to this task alone, and the row lies inside `out`.
-        let dst = unsafe {
-            std::slice::from_raw_parts_mut(
-                out.0
-                    .add(((s.offset + task.first_token + i / group) * p.n_heads + head) * hd),
-                hd,
-            )
-        };
-        reduce::weighted_sum(
-            &row[lo..hi],
-            |j| value(lo + j),
-            key_lo + lo,
-            order,
-            lanes,
-            dst,
-        );
+        let dst =
+            unsafe { std::slice::from_raw_parts_mut(out.0.add(((s.offset + task.first_token + i / group) * p.n_heads + head) * hd), hd) };
+        reduce::weighted_sum(&row[lo..hi], |j| value(lo + j), key_lo + lo, order, lanes, dst);
     }
 }
 

@@ -242,7 +242,11 @@ impl candle_core::CustomOp2 for DenseGemv {
         let (w0, _) = range(w_l, "dense gemv: weight")?;
         let (x0, _) = range(x_l, "dense gemv: x")?;
         if wk != k || k % 8 != 0 || w0 % 8 != 0 || x0 % 4 != 0 || rows == 0 || rows > DENSE_GEMV_MAX_ROWS {
-            candle_core::bail!("dense gemv: x {:?} by weight {:?} (k a multiple of 8, aligned, 1..=DENSE_GEMV_MAX_ROWS rows)", x_l.shape(), w_l.shape());
+            candle_core::bail!(
+                "dense gemv: x {:?} by weight {:?} (k a multiple of 8, aligned, 1..=DENSE_GEMV_MAX_ROWS rows)",
+                x_l.shape(),
+                w_l.shape()
+            );
         }
         let dev = x.device().clone();
         let xs = view::<f32>(x, x_l, "dense gemv: x")?;

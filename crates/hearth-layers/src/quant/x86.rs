@@ -287,11 +287,7 @@ impl Sums for Batched {
 /// dot and the integer min-sum of each super-block (or each pair of sub-blocks), accumulated with
 /// one FMA each by `d·d8` and `dmin·d8`, and one subtraction at the end.
 #[inline(always)]
-unsafe fn q4k_rows<D: DotU8I8, S: Sums, const R: usize>(
-    w: &[u8],
-    acts: &[&[Q8KBlock]; R],
-    out: &mut [f32],
-) {
+unsafe fn q4k_rows<D: DotU8I8, S: Sums, const R: usize>(w: &[u8], acts: &[&[Q8KBlock]; R], out: &mut [f32]) {
     const BYTES: usize = 144;
     let nb = acts[0].len();
     debug_assert!(w.len() >= nb * BYTES);
@@ -313,16 +309,10 @@ unsafe fn q4k_rows<D: DotU8I8, S: Sums, const R: usize>(
                 let a = acts[r].get_unchecked(ib);
                 let q = a.qs.as_ptr().add(64 * j);
                 sumi[r] = D::dot_scaled(sumi[r], lo, _mm256_loadu_si256(q as *const __m256i), sl);
-                sumi[r] = D::dot_scaled(
-                    sumi[r],
-                    hi,
-                    _mm256_loadu_si256(q.add(32) as *const __m256i),
-                    sh,
-                );
+                sumi[r] = D::dot_scaled(sumi[r], hi, _mm256_loadu_si256(q.add(32) as *const __m256i), sh);
                 if S::BATCHED {
                     let bs = &a.bsums[4 * j..4 * j + 4];
-                    let msum = mins[2 * j] as i32 * (bs[0] as i32 + bs[1] as i32)
-                        + mins[2 * j + 1] as i32 * (bs[2] as i32 + bs[3] as i32);
+                    let msum = mins[2 * j] as i32 * (bs[0] as i32 + bs[1] as i32) + mins[2 * j + 1] as i32 * (bs[2] as i32 + bs[3] as i32);
                     acc[r] = (hsum_i32(sumi[r]) as f32).mul_add(d * a.d, acc[r]);
                     mins_acc[r] = (msum as f32).mul_add(dmin * a.d, mins_acc[r]);
                     sumi[r] = _mm256_setzero_si256();
@@ -335,10 +325,7 @@ unsafe fn q4k_rows<D: DotU8I8, S: Sums, const R: usize>(
         for r in 0..R {
             let a = acts[r].get_unchecked(ib);
             // Σ mins[s]·(bsums[2s] + bsums[2s+1]) and the scaled dot, both exact in i32.
-            let msum = hsum_i32(_mm256_madd_epi16(
-                _mm256_loadu_si256(a.bsums.as_ptr() as *const __m256i),
-                mins16,
-            ));
+            let msum = hsum_i32(_mm256_madd_epi16(_mm256_loadu_si256(a.bsums.as_ptr() as *const __m256i), mins16));
             acc[r] = (hsum_i32(sumi[r]) as f32).mul_add(d * a.d, acc[r]);
             mins_acc[r] = (msum as f32).mul_add(dmin * a.d, mins_acc[r]);
         }
@@ -380,11 +367,7 @@ fn k4_scales(s: &[u8]) -> ([u8; 8], [u8; 8]) {
 
 /// Q6_K: 16 sub-blocks of 16 with i8 scales; values are 4 low bits in `ql`, 2 high bits in `qh`, minus 32.
 #[inline(always)]
-unsafe fn q6k_rows<D: DotU8I8, S: Sums, const R: usize>(
-    w: &[u8],
-    acts: &[&[Q8KBlock]; R],
-    out: &mut [f32],
-) {
+unsafe fn q6k_rows<D: DotU8I8, S: Sums, const R: usize>(w: &[u8], acts: &[&[Q8KBlock]; R], out: &mut [f32]) {
     const BYTES: usize = 210;
     let nb = acts[0].len();
     debug_assert!(w.len() >= nb * BYTES);
@@ -415,13 +398,7 @@ unsafe fn q6k_rows<D: DotU8I8, S: Sums, const R: usize>(
                 // Lanes 0..4 hold values 0..16 of the group (first scale), lanes 4..8 values 16..32.
                 let scale = _mm256_setr_epi32(s_lo, s_lo, s_lo, s_lo, s_hi, s_hi, s_hi, s_hi);
                 for r in 0..R {
-                    let a = _mm256_loadu_si256(
-                        acts[r]
-                            .get_unchecked(ib)
-                            .qs
-                            .as_ptr()
-                            .add(128 * half + 32 * g) as *const __m256i,
-                    );
+                    let a = _mm256_loadu_si256(acts[r].get_unchecked(ib).qs.as_ptr().add(128 * half + 32 * g) as *const __m256i);
                     // q·a here; the −32 offset comes off once per block, below.
                     sumi[r] = _mm256_add_epi32(sumi[r], _mm256_mullo_epi32(D::dot(*qg, a), scale));
                 }
@@ -552,16 +529,7 @@ pub(crate) fn legacy_rows_all(isa: Isa, dtype: GgmlDType, w: &[u8], rb: usize, a
 /// llama.cpp would have batched activation row `j` (missing entries: alone), which picks the
 /// float arithmetic ([`Sums`]).
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn k_rows_all(
-    isa: Isa,
-    dtype: GgmlDType,
-    w: &[u8],
-    rb: usize,
-    acts: &[Q8KBlock],
-    m: usize,
-    out: OutPtr,
-    batching: &[RowBatch],
-) {
+pub(crate) fn k_rows_all(isa: Isa, dtype: GgmlDType, w: &[u8], rb: usize, acts: &[Q8KBlock], m: usize, out: OutPtr, batching: &[RowBatch]) {
     let rows = check(dtype, w, rb, acts.len(), m, out, 256);
     let nb = acts.len() / m;
     let is_grouped = |j: usize| {
@@ -581,9 +549,7 @@ pub(crate) fn k_rows_all(
         unsafe {
             match (isa, flag) {
                 (Isa::Avx512Vnni, false) => k_vnni(dtype, w, rb, acts, end, 0..rows, start, out),
-                (Isa::Avx512Vnni, true) => {
-                    k_vnni_batched(dtype, w, rb, acts, end, 0..rows, start, out)
-                }
+                (Isa::Avx512Vnni, true) => k_vnni_batched(dtype, w, rb, acts, end, 0..rows, start, out),
                 (_, false) => k_avx2(dtype, w, rb, acts, end, 0..rows, start, out),
                 (_, true) => k_avx2_batched(dtype, w, rb, acts, end, 0..rows, start, out),
             }
