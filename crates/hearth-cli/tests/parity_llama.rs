@@ -5,9 +5,7 @@ mod common;
 
 use common::*;
 use hearth_engine::sampling::SamplingParams;
-use hearth_engine::{
-    score_like_generation, EngineConfig, EngineHandle, GenerateRequest, GenerationEvent,
-};
+use hearth_engine::{score_like_generation, EngineConfig, EngineHandle, GenerateRequest, GenerationEvent};
 use std::path::Path;
 
 const MARGIN: f32 = 0.1;
@@ -16,22 +14,14 @@ const TOLERANCE: f32 = 0.1;
 fn check_against_llama_cpp(fixture_id: &str, model_path: &Path) {
     let fx = fixture(fixture_id);
     let device = candle_core::Device::Cpu;
-    let loaded = hearth_models::load(model_path, &device)
-        .unwrap_or_else(|e| panic!("loading {}: {e}", model_path.display()));
+    let loaded = hearth_models::load(model_path, &device).unwrap_or_else(|e| panic!("loading {}: {e}", model_path.display()));
     let mut failures = Vec::new();
     for (n, p) in fx.prompts.iter().enumerate() {
         let mut tokens = p.prompt_ids.clone();
         tokens.extend_from_slice(&p.continuation_ids[..p.continuation_ids.len() - 1]);
         // Computed as llama.cpp computed them: the prompt in one pass, then one decode step per token.
-        let steps =
-            score_like_generation(&loaded.model, &tokens, p.prompt_ids.len()).expect("scoring");
-        failures.extend(compare_steps(
-            &format!("prompt {n}"),
-            &steps,
-            &p.top5,
-            MARGIN,
-            TOLERANCE,
-        ));
+        let steps = score_like_generation(&loaded.model, &tokens, p.prompt_ids.len()).expect("scoring");
+        failures.extend(compare_steps(&format!("prompt {n}"), &steps, &p.top5, MARGIN, TOLERANCE));
     }
     let engine = EngineHandle::start(loaded, EngineConfig::default()).expect("engine");
     for (n, p) in fx.prompts.iter().enumerate() {
@@ -45,28 +35,12 @@ fn check_against_llama_cpp(fixture_id: &str, model_path: &Path) {
             ));
         }
     }
-    assert!(
-        failures.is_empty(),
-        "{} vs llama.cpp ({}):\n{}",
-        fx.model,
-        failures.len(),
-        failures.join("\n")
-    );
+    assert!(failures.is_empty(), "{} vs llama.cpp ({}):\n{}", fx.model, failures.len(), failures.join("\n"));
 }
 
 fn greedy(engine: &EngineHandle, prompt: &[u32], n: usize) -> Vec<u32> {
-    let params = SamplingParams {
-        temperature: 0.0,
-        max_tokens: Some(n),
-        ignore_eos: true,
-        ..Default::default()
-    };
-    let events = engine
-        .generate(GenerateRequest {
-            prompt: prompt.to_vec(),
-            params,
-        })
-        .expect("submit");
+    let params = SamplingParams { temperature: 0.0, max_tokens: Some(n), ignore_eos: true, ..Default::default() };
+    let events = engine.generate(GenerateRequest { prompt: prompt.to_vec(), params }).expect("submit");
     let mut ids = Vec::new();
     for e in events {
         match e {
@@ -85,18 +59,12 @@ fn greedy(engine: &EngineHandle, prompt: &[u32], n: usize) -> Vec<u32> {
 
 #[test]
 fn smollm2_q4_1_matches_llama_cpp() {
-    check_against_llama_cpp(
-        "smollm2-135m-instruct-q4_1",
-        &real_model("SmolLM2-135M-Instruct.Q4_1.gguf"),
-    );
+    check_against_llama_cpp("smollm2-135m-instruct-q4_1", &real_model("SmolLM2-135M-Instruct.Q4_1.gguf"));
 }
 
 #[test]
 fn gemma3_270m_q4_k_m_matches_llama_cpp() {
-    check_against_llama_cpp(
-        "gemma-3-270m-q4_k_m",
-        &real_model("gemma-3-270m-q4_k_m.gguf"),
-    );
+    check_against_llama_cpp("gemma-3-270m-q4_k_m", &real_model("gemma-3-270m-q4_k_m.gguf"));
 }
 
 #[test]
@@ -123,9 +91,6 @@ fn tiny_llama3_rope_scaling_matches_llama_cpp() {
 #[test]
 fn tiny_q8_0_models_match_llama_cpp() {
     for arch in ["qwen2", "qwen3", "mistral"] {
-        check_against_llama_cpp(
-            &format!("tiny-{arch}-q8_0"),
-            &tiny_model(&format!("{arch}/model-q8_0.gguf")),
-        );
+        check_against_llama_cpp(&format!("tiny-{arch}-q8_0"), &tiny_model(&format!("{arch}/model-q8_0.gguf")));
     }
 }

@@ -26,12 +26,7 @@ pub enum EngineError {
     #[error("bad request: {0}")]
     BadRequest(String),
     #[error("the prompt has {prompt} tokens but at most {limit} fit (context length {context}, KV cache {capacity} tokens)")]
-    PromptTooLong {
-        prompt: usize,
-        limit: usize,
-        context: usize,
-        capacity: usize,
-    },
+    PromptTooLong { prompt: usize, limit: usize, context: usize, capacity: usize },
     #[error("engine configuration: {0}")]
     Config(String),
     #[error("the engine has stopped")]

@@ -8,9 +8,7 @@ use crate::weights::{Weight, WeightFiles};
 use crate::{ModelError, Result};
 use candle_core::quantized::QTensor;
 use candle_core::{DType, Device, Tensor};
-use hearth_layers::attention::{
-    first_visible_position, paged_attention, AttentionParams, SeqContext,
-};
+use hearth_layers::attention::{first_visible_position, paged_attention, AttentionParams, SeqContext};
 use hearth_layers::cpu::{paged_attention_host, HostSeq};
 use hearth_layers::quant::RowBatch;
 use hearth_layers::rope::RopeRows;
@@ -93,12 +91,7 @@ pub struct Transformer {
 
 impl Transformer {
     pub fn load(config: ModelConfig, files: &WeightFiles, device: &Device) -> Result<Self> {
-        let loader = Loader {
-            files,
-            family: config.family,
-            device,
-            cfg: &config,
-        };
+        let loader = Loader { files, family: config.family, device, cfg: &config };
         let embed_weight = loader.weight("token_embd.weight")?;
         let lm_head = match files.get("output.weight", config.family, device)? {
             Some(w) => loader.linear_of(w, None)?,
@@ -109,9 +102,7 @@ impl Transformer {
             Weight::Blocks(m) => Embedding::Blocks(m),
             Weight::Dense(t) => Embedding::Dense(t),
         };
-        let blocks = (0..config.n_layers)
-            .map(|i| loader.block(i))
-            .collect::<Result<Vec<_>>>()?;
+        let blocks = (0..config.n_layers).map(|i| loader.block(i)).collect::<Result<Vec<_>>>()?;
         let rope = |base: f32, scaling| RopeConfig {
             head_dim: config.head_dim,
             rotary_dim: config.head_dim,
@@ -120,13 +111,9 @@ impl Transformer {
             style: config.rope_style,
             max_positions: config.context_length,
         };
-        let rope_global =
-            RotaryEmbedding::new(&rope(config.rope_base, config.rope_scaling.clone()), device)?;
+        let rope_global = RotaryEmbedding::new(&rope(config.rope_base, config.rope_scaling.clone()), device)?;
         let rope_local = match config.local_rope_base {
-            Some(base) => Some(RotaryEmbedding::new(
-                &rope(base, hearth_layers::RopeScaling::None),
-                device,
-            )?),
+            Some(base) => Some(RotaryEmbedding::new(&rope(base, hearth_layers::RopeScaling::None), device)?),
             None => None,
         };
         Ok(Self {
@@ -161,9 +148,7 @@ impl Transformer {
     pub fn graph_status(&self) -> String {
         match &self.graphs {
             None => "off".into(),
-            Some(g) => g
-                .failure()
-                .map_or_else(|| "on".into(), |why| format!("failed: {why}")),
+            Some(g) => g.failure().map_or_else(|| "on".into(), |why| format!("failed: {why}")),
         }
     }
 
@@ -188,12 +173,7 @@ impl Transformer {
 
     /// Runs the batch; returns logits `[rows, vocab]` where each sequence contributes its last new
     /// token's row (or all its new tokens' rows when `all_logits`), in batch order.
-    pub fn forward(
-        &self,
-        tokens: &[u32],
-        seqs: &[SeqBatch],
-        cache: &PagedKvCache,
-    ) -> Result<Tensor> {
+    pub fn forward(&self, tokens: &[u32], seqs: &[SeqBatch], cache: &PagedKvCache) -> Result<Tensor> {
         // The whole step runs on a pool worker: each of the ~8 parallel regions per layer is then
         // shared with the other workers directly, instead of the caller handing it over and sleeping.
         if self.device.is_cpu() && rayon::current_thread_index().is_none() {
@@ -202,19 +182,8 @@ impl Transformer {
         self.forward_on_pool(tokens, seqs, cache)
     }
 
-    fn forward_on_pool(
-        &self,
-        tokens: &[u32],
-        seqs: &[SeqBatch],
-        cache: &PagedKvCache,
-    ) -> Result<Tensor> {
-        let mut plan = BatchPlan::new(
-            tokens.len(),
-            seqs,
-            cache.config().block_size,
-            &self.config,
-            &self.device,
-        )?;
+    fn forward_on_pool(&self, tokens: &[u32], seqs: &[SeqBatch], cache: &PagedKvCache) -> Result<Tensor> {
+        let mut plan = BatchPlan::new(tokens.len(), seqs, cache.config().block_size, &self.config, &self.device)?;
         if let Some(graphs) = &self.graphs {
             if let Some(logits) = graphs.decode(self, tokens, &mut plan, cache)? {
                 return Ok(logits);
@@ -222,11 +191,7 @@ impl Transformer {
         }
         let rope = StepRope {
             global: self.rope_global.rows(&plan.positions)?,
-            local: self
-                .rope_local
-                .as_ref()
-                .map(|r| r.rows(&plan.positions))
-                .transpose()?,
+            local: self.rope_local.as_ref().map(|r| r.rows(&plan.positions)).transpose()?,
         };
         let ids = Tensor::new(tokens, &self.device)?;
         self.forward_planned(tokens, &ids, &plan, &rope, cache)
@@ -234,14 +199,7 @@ impl Transformer {
 
     /// The layers over a planned batch: `tokens` on the host, the same ids as `ids` and the rope rows
     /// on the device already.
-    fn forward_planned(
-        &self,
-        tokens: &[u32],
-        ids: &Tensor,
-        plan: &BatchPlan,
-        rope: &StepRope,
-        cache: &PagedKvCache,
-    ) -> Result<Tensor> {
+    fn forward_planned(&self, tokens: &[u32], ids: &Tensor, plan: &BatchPlan, rope: &StepRope, cache: &PagedKvCache) -> Result<Tensor> {
         let mut x = match &self.embedding {
             Embedding::Quantized(q) => q.embedding(ids)?,
             Embedding::Blocks(m) => m.rows_f32(tokens, &self.device)?,
@@ -261,24 +219,13 @@ impl Transformer {
         Ok(logits)
     }
 
-    fn block_forward(
-        &self,
-        layer: usize,
-        b: &Block,
-        x: &Tensor,
-        plan: &BatchPlan,
-        step_rope: &StepRope,
-        cache: &PagedKvCache,
-    ) -> Result<Tensor> {
+    fn block_forward(&self, layer: usize, b: &Block, x: &Tensor, plan: &BatchPlan, step_rope: &StepRope, cache: &PagedKvCache) -> Result<Tensor> {
         let c = &self.config;
         let t = x.dim(0)?;
         let h = b.attn_norm.forward(x)?;
-        let [q, k, v]: [Tensor; 3] =
-            Linear::forward_many(&[&b.attn.q, &b.attn.k, &b.attn.v], &h, &plan.row_batching)?
-                .try_into()
-                .map_err(|_| {
-                    ModelError::BadBatch("q/k/v projection returned the wrong count".into())
-                })?;
+        let [q, k, v]: [Tensor; 3] = Linear::forward_many(&[&b.attn.q, &b.attn.k, &b.attn.v], &h, &plan.row_batching)?
+            .try_into()
+            .map_err(|_| ModelError::BadBatch("q/k/v projection returned the wrong count".into()))?;
         let mut q = q.reshape((t, c.n_heads, c.head_dim))?;
         let mut k = k.reshape((t, c.n_kv_heads, c.head_dim))?;
         if let (Some(qn), Some(kn)) = (&b.attn.q_norm, &b.attn.k_norm) {
@@ -292,18 +239,8 @@ impl Transformer {
         };
         let q = rope.apply_rows(&q, rows)?;
         let k = rope.apply_rows(&k, rows)?;
-        let on_device = if self.device.is_cpu() {
-            None
-        } else {
-            Some(plan.slot_tensor(&self.device)?)
-        };
-        cache.write_indexed(
-            layer,
-            &plan.slots,
-            on_device,
-            &k.reshape((t, c.n_kv_heads * c.head_dim))?,
-            &v,
-        )?;
+        let on_device = if self.device.is_cpu() { None } else { Some(plan.slot_tensor(&self.device)?) };
+        cache.write_indexed(layer, &plan.slots, on_device, &k.reshape((t, c.n_kv_heads * c.head_dim))?, &v)?;
         let params = AttentionParams {
             n_heads: c.n_heads,
             n_kv_heads: c.n_kv_heads,
@@ -321,21 +258,14 @@ impl Transformer {
         // After the last attention only the rows that give logits matter: the feed-forward runs on
         // them alone, as in llama.cpp, whose kernels then multiply each such row alone.
         let (x, attn, ffn_batching) = match (&plan.logit_rows, layer + 1 == self.blocks.len()) {
-            (Some(rows), true) => (
-                x.index_select(rows, 0)?,
-                attn.index_select(rows, 0)?,
-                &[][..],
-            ),
+            (Some(rows), true) => (x.index_select(rows, 0)?, attn.index_select(rows, 0)?, &[][..]),
             _ => (x.clone(), attn, &plan.row_batching[..]),
         };
         let x = (x + attn)?;
         let h = b.ffn_norm.forward(&x)?;
-        let [gate, up]: [Tensor; 2] =
-            Linear::forward_many(&[&b.mlp.gate, &b.mlp.up], &h, ffn_batching)?
-                .try_into()
-                .map_err(|_| {
-                    ModelError::BadBatch("gate/up projection returned the wrong count".into())
-                })?;
+        let [gate, up]: [Tensor; 2] = Linear::forward_many(&[&b.mlp.gate, &b.mlp.up], &h, ffn_batching)?
+            .try_into()
+            .map_err(|_| ModelError::BadBatch("gate/up projection returned the wrong count".into()))?;
         let gate_up = match c.activation {
             Activation::Silu => hearth_layers::cpu::swiglu(&gate, &up)?,
             Activation::GeluTanh => (hearth_layers::cpu::gelu_tanh(&gate)? * up)?,
@@ -378,15 +308,7 @@ impl Transformer {
         for (i, s) in plan.seqs.iter().enumerate() {
             if rows[i].is_none() {
                 let (kv_start, slots) = s.slots_tensor(sliding, &self.device)?;
-                rows[i] = Some(chunked_attention(
-                    &q.narrow(0, s.offset, s.n_new)?,
-                    s.q_start,
-                    kv_start,
-                    slots,
-                    cache,
-                    layer,
-                    params,
-                )?);
+                rows[i] = Some(chunked_attention(&q.narrow(0, s.offset, s.n_new)?, s.q_start, kv_start, slots, cache, layer, params)?);
             }
         }
         let rows: Vec<Tensor> = rows.into_iter().flatten().collect();
@@ -404,54 +326,26 @@ impl Transformer {
         cache: &PagedKvCache,
         params: &AttentionParams,
     ) -> Result<Option<(Vec<usize>, Tensor)>> {
-        let Some((k, v)) = cache.device_layer(layer)? else {
-            return Ok(None);
-        };
-        let Some(index) = plan.decode_index(sliding, &self.device)? else {
-            return Ok(None);
-        };
+        let Some((k, v)) = cache.device_layer(layer)? else { return Ok(None) };
+        let Some(index) = plan.decode_index(sliding, &self.device)? else { return Ok(None) };
         let q = match &index.q_rows {
             None => q.clone(),
             Some(rows) => q.index_select(rows, 0)?,
         };
-        let out = hearth_layers::device::decode_attention(
-            &q,
-            k,
-            v,
-            &index.slots,
-            &index.offsets,
-            params,
-        )?;
+        let out = hearth_layers::device::decode_attention(&q, k, v, &index.slots, &index.offsets, params)?;
         Ok(out.map(|o| (index.decoded.clone(), o)))
     }
 
-    fn host_attention(
-        &self,
-        q: &Tensor,
-        layer: usize,
-        plan: &BatchPlan,
-        cache: &PagedKvCache,
-        params: &AttentionParams,
-    ) -> Result<Tensor> {
+    fn host_attention(&self, q: &Tensor, layer: usize, plan: &BatchPlan, cache: &PagedKvCache, params: &AttentionParams) -> Result<Tensor> {
         let width = self.config.n_heads * self.config.head_dim;
         let q_rows = q.flatten_all()?.to_vec1::<f32>()?;
         let seqs: Vec<HostSeq> = plan
             .seqs
             .iter()
-            .map(|s| HostSeq {
-                offset: s.offset,
-                n_new: s.n_new,
-                q_start: s.q_start,
-                prompt_len: s.prompt_len,
-                slots: &s.host_slots,
-            })
+            .map(|s| HostSeq { offset: s.offset, n_new: s.n_new, q_start: s.q_start, prompt_len: s.prompt_len, slots: &s.host_slots })
             .collect();
         let out = paged_attention_host(&q_rows, cache, layer, &seqs, params)?;
-        Ok(Tensor::from_vec(
-            out,
-            (q_rows.len() / width.max(1), width),
-            &self.device,
-        )?)
+        Ok(Tensor::from_vec(out, (q_rows.len() / width.max(1), width), &self.device)?)
     }
 }
 
@@ -473,18 +367,8 @@ fn chunked_attention(
         let len = CHUNK.min(n - c0);
         let first = first_visible_position(q_start + c0, params.sliding_window).max(kv_start);
         let visible = slots.narrow(0, first - kv_start, q_start + c0 + len - first)?;
-        let ctx = SeqContext {
-            q_start: q_start + c0,
-            kv_start: first,
-            slots: &visible,
-        };
-        outs.push(paged_attention(
-            &q.narrow(0, c0, len)?,
-            cache,
-            layer,
-            &ctx,
-            params,
-        )?);
+        let ctx = SeqContext { q_start: q_start + c0, kv_start: first, slots: &visible };
+        outs.push(paged_attention(&q.narrow(0, c0, len)?, cache, layer, &ctx, params)?);
     }
     Ok(Tensor::cat(&outs, 0)?)
 }
@@ -553,9 +437,7 @@ impl SeqPlan {
         if cell.get().is_none() {
             let _ = cell.set(Tensor::new(self.visible_slots(sliding), device)?);
         }
-        let t = cell
-            .get()
-            .ok_or_else(|| ModelError::BadBatch("slot tensor missing".into()))?;
+        let t = cell.get().ok_or_else(|| ModelError::BadBatch("slot tensor missing".into()))?;
         Ok((start, t))
     }
 }
@@ -566,18 +448,12 @@ impl BatchPlan {
             let ids: Vec<u32> = self.slots.iter().map(|&s| s as u32).collect();
             let _ = self.slot_tensor.set(Tensor::new(ids.as_slice(), device)?);
         }
-        self.slot_tensor
-            .get()
-            .ok_or_else(|| ModelError::BadBatch("slot tensor missing".into()))
+        self.slot_tensor.get().ok_or_else(|| ModelError::BadBatch("slot tensor missing".into()))
     }
 
     /// The decode index for layers of this kind, or `None` when no sequence decodes one token.
     fn decode_index(&self, sliding: bool, device: &Device) -> Result<Option<&DecodeIndex>> {
-        let cell = if sliding && self.seqs.iter().any(|s| s.local_start.is_some()) {
-            &self.decode_local
-        } else {
-            &self.decode_global
-        };
+        let cell = if sliding && self.seqs.iter().any(|s| s.local_start.is_some()) { &self.decode_local } else { &self.decode_global };
         if cell.get().is_none() {
             let _ = cell.set(self.build_decode_index(sliding, device)?);
         }
@@ -595,9 +471,7 @@ impl BatchPlan {
     }
 
     fn build_decode_index(&self, sliding: bool, device: &Device) -> Result<Option<DecodeIndex>> {
-        let decoded: Vec<usize> = (0..self.seqs.len())
-            .filter(|&i| self.seqs[i].n_new == 1)
-            .collect();
+        let decoded: Vec<usize> = (0..self.seqs.len()).filter(|&i| self.seqs[i].n_new == 1).collect();
         if decoded.is_empty() {
             return Ok(None);
         }
@@ -605,65 +479,36 @@ impl BatchPlan {
         let q_rows = if decoded.len() == self.seqs.len() {
             None
         } else {
-            let at: Vec<u32> = decoded
-                .iter()
-                .map(|&i| self.seqs[i].offset as u32)
-                .collect();
+            let at: Vec<u32> = decoded.iter().map(|&i| self.seqs[i].offset as u32).collect();
             Some(Tensor::new(at.as_slice(), device)?)
         };
-        Ok(Some(DecodeIndex {
-            decoded,
-            slots: Tensor::new(slots.as_slice(), device)?,
-            offsets: Tensor::new(offsets.as_slice(), device)?,
-            q_rows,
-        }))
+        Ok(Some(DecodeIndex { decoded, slots: Tensor::new(slots.as_slice(), device)?, offsets: Tensor::new(offsets.as_slice(), device)?, q_rows }))
     }
 
-    fn new(
-        n_tokens: usize,
-        seqs: &[SeqBatch],
-        block_size: usize,
-        cfg: &ModelConfig,
-        device: &Device,
-    ) -> Result<Self> {
+    fn new(n_tokens: usize, seqs: &[SeqBatch], block_size: usize, cfg: &ModelConfig, device: &Device) -> Result<Self> {
         let total: usize = seqs.iter().map(|s| s.n_new).sum();
         if total != n_tokens || seqs.iter().any(|s| s.n_new == 0) {
-            return Err(ModelError::BadBatch(format!(
-                "{n_tokens} tokens but sequences claim {total} (each needs at least one)"
-            )));
+            return Err(ModelError::BadBatch(format!("{n_tokens} tokens but sequences claim {total} (each needs at least one)")));
         }
-        let (mut positions, mut slots, mut rows, mut plans) =
-            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let (mut positions, mut slots, mut rows, mut plans) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         let mut row_batching = Vec::with_capacity(n_tokens);
         let mut offset = 0;
         for s in seqs {
             let end = s.cached + s.n_new;
             if end > cfg.context_length {
-                return Err(ModelError::ContextOverflow {
-                    needed: end,
-                    context_length: cfg.context_length,
-                });
+                return Err(ModelError::ContextOverflow { needed: end, context_length: cfg.context_length });
             }
             let slot_of = |pos: usize| -> Result<usize> {
                 let block = s.block_table.get(pos / block_size).ok_or_else(|| {
-                    ModelError::BadBatch(format!(
-                        "block table of {} blocks does not cover position {pos}",
-                        s.block_table.len()
-                    ))
+                    ModelError::BadBatch(format!("block table of {} blocks does not cover position {pos}", s.block_table.len()))
                 })?;
                 Ok(block * block_size + pos % block_size)
             };
-            let all: Vec<u32> = (0..end)
-                .map(|p| slot_of(p).map(|x| x as u32))
-                .collect::<Result<_>>()?;
+            let all: Vec<u32> = (0..end).map(|p| slot_of(p).map(|x| x as u32)).collect::<Result<_>>()?;
             positions.extend((s.cached..end).map(|p| p as u32));
             row_batching.extend((s.cached..end).map(|p| RowBatch::at(p, s.prompt_len)));
             slots.extend(all[s.cached..].iter().map(|&x| x as usize));
-            let first_row = if s.all_logits {
-                offset
-            } else {
-                offset + s.n_new - 1
-            };
+            let first_row = if s.all_logits { offset } else { offset + s.n_new - 1 };
             rows.extend((first_row..offset + s.n_new).map(|r| r as u32));
             plans.push(SeqPlan {
                 offset,
@@ -671,9 +516,7 @@ impl BatchPlan {
                 q_start: s.cached,
                 prompt_len: s.prompt_len,
                 host_slots: all,
-                local_start: cfg
-                    .sliding_window
-                    .map(|w| first_visible_position(s.cached, Some(w))),
+                local_start: cfg.sliding_window.map(|w| first_visible_position(s.cached, Some(w))),
                 global_tensor: OnceCell::new(),
                 local_tensor: OnceCell::new(),
             });
@@ -682,11 +525,7 @@ impl BatchPlan {
         Ok(Self {
             positions,
             slots,
-            logit_rows: if rows.len() == n_tokens {
-                None
-            } else {
-                Some(Tensor::new(rows.as_slice(), device)?)
-            },
+            logit_rows: if rows.len() == n_tokens { None } else { Some(Tensor::new(rows.as_slice(), device)?) },
             seqs: plans,
             row_batching,
             slot_tensor: OnceCell::new(),
@@ -710,10 +549,7 @@ impl Loader<'_> {
     }
 
     fn optional_f32(&self, name: &str) -> Result<Option<Tensor>> {
-        self.files
-            .get(name, self.family, self.device)?
-            .map(|w| w.to_f32(self.device))
-            .transpose()
+        self.files.get(name, self.family, self.device)?.map(|w| w.to_f32(self.device)).transpose()
     }
 
     fn linear_of(&self, w: Weight, bias: Option<Tensor>) -> Result<Linear> {
@@ -735,11 +571,7 @@ impl Loader<'_> {
     }
 
     fn optional_norm(&self, name: &str, wanted: bool) -> Result<Option<RmsNorm>> {
-        if wanted {
-            self.norm(name).map(Some)
-        } else {
-            Ok(None)
-        }
+        if wanted { self.norm(name).map(Some) } else { Ok(None) }
     }
 
     fn block(&self, i: usize) -> Result<Block> {
@@ -755,14 +587,9 @@ impl Loader<'_> {
                 q_norm: self.optional_norm(&p("attn_q_norm.weight"), c.qk_norm)?,
                 k_norm: self.optional_norm(&p("attn_k_norm.weight"), c.qk_norm)?,
             },
-            attn_post_norm: self
-                .optional_norm(&p("post_attention_norm.weight"), c.sandwich_norms)?,
+            attn_post_norm: self.optional_norm(&p("post_attention_norm.weight"), c.sandwich_norms)?,
             ffn_norm: self.norm(&p("ffn_norm.weight"))?,
-            mlp: Mlp {
-                gate: self.linear(&p("ffn_gate"))?,
-                up: self.linear(&p("ffn_up"))?,
-                down: self.linear(&p("ffn_down"))?,
-            },
+            mlp: Mlp { gate: self.linear(&p("ffn_gate"))?, up: self.linear(&p("ffn_up"))?, down: self.linear(&p("ffn_down"))? },
             ffn_post_norm: self.optional_norm(&p("post_ffw_norm.weight"), c.sandwich_norms)?,
         })
     }

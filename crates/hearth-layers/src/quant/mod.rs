@@ -48,10 +48,7 @@ impl RowBatch {
         }
         let start = position / Self::MICRO_BATCH * Self::MICRO_BATCH;
         let len = (prompt_len - start).min(Self::MICRO_BATCH);
-        Self {
-            in_group_of_four: position - start < len / 4 * 4,
-            in_batch_of_eight: len >= 8,
-        }
+        Self { in_group_of_four: position - start < len / 4 * 4, in_batch_of_eight: len >= 8 }
     }
 }
 
@@ -77,11 +74,7 @@ pub struct QuantMatrix {
 
 impl std::fmt::Debug for QuantMatrix {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "QuantMatrix({:?}, {}x{})",
-            self.dtype, self.rows, self.cols
-        )
+        write!(f, "QuantMatrix({:?}, {}x{})", self.dtype, self.rows, self.cols)
     }
 }
 
@@ -90,24 +83,14 @@ const ROWS_PER_TASK: usize = 64;
 
 impl QuantMatrix {
     /// Checks that `source` holds exactly `rows` rows of `cols` elements in `dtype` blocks.
-    pub fn new(
-        dtype: GgmlDType,
-        rows: usize,
-        cols: usize,
-        source: Arc<dyn ByteSource>,
-    ) -> Result<Self> {
-        let bad = |detail: String| LayerError::Shape {
-            what: format!("{dtype:?} matrix {rows}x{cols}"),
-            detail,
-        };
+    pub fn new(dtype: GgmlDType, rows: usize, cols: usize, source: Arc<dyn ByteSource>) -> Result<Self> {
+        let bad = |detail: String| LayerError::Shape { what: format!("{dtype:?} matrix {rows}x{cols}"), detail };
         if !dot::supported(dtype) {
             return Err(bad("this block type has no hearth kernel".into()));
         }
         let block = dtype.block_size();
         if !cols.is_multiple_of(block) {
-            return Err(bad(format!(
-                "row length is not a multiple of the block size {block}"
-            )));
+            return Err(bad(format!("row length is not a multiple of the block size {block}")));
         }
         let want = rows * (cols / block) * dtype.type_size();
         let have = source.bytes().len();
@@ -117,12 +100,7 @@ impl QuantMatrix {
         if !(source.bytes().as_ptr() as usize).is_multiple_of(4) {
             return Err(bad("data is not 4-byte aligned".into()));
         }
-        Ok(Self {
-            dtype,
-            rows,
-            cols,
-            source,
-        })
+        Ok(Self { dtype, rows, cols, source })
     }
 
     pub fn dtype(&self) -> GgmlDType {
@@ -147,16 +125,11 @@ impl QuantMatrix {
         let mut out_dims = x.dims().to_vec();
         let k = out_dims.pop().unwrap_or(0);
         if k != self.cols {
-            return Err(LayerError::Shape {
-                what: "quantized matmul input".into(),
-                detail: format!("{k} columns, weight has {}", self.cols),
-            });
+            return Err(LayerError::Shape { what: "quantized matmul input".into(), detail: format!("{k} columns, weight has {}", self.cols) });
         }
         let xs = x.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
         let m = xs.len() / k.max(1);
-        let out = matmul_many(&[self], &xs, m, batching)
-            .pop()
-            .unwrap_or_default();
+        let out = matmul_many(&[self], &xs, m, batching).pop().unwrap_or_default();
         out_dims.push(self.rows);
         Ok(Tensor::from_vec(out, out_dims, x.device())?)
     }
@@ -168,22 +141,12 @@ impl QuantMatrix {
 
     /// As [`Self::matmul`] on a given instruction-set path (one the CPU has; see [`Isa::available`]).
     pub fn matmul_with(&self, isa: Isa, xs: &[f32], m: usize) -> Vec<f32> {
-        matmul_many_with(isa, &[self], xs, m, &[])
-            .pop()
-            .unwrap_or_default()
+        matmul_many_with(isa, &[self], xs, m, &[]).pop().unwrap_or_default()
     }
 
     /// As [`Self::matmul_with`], with how llama.cpp would have batched each row (see [`RowBatch`]).
-    pub fn matmul_batched_with(
-        &self,
-        isa: Isa,
-        xs: &[f32],
-        m: usize,
-        batching: &[RowBatch],
-    ) -> Vec<f32> {
-        matmul_many_with(isa, &[self], xs, m, batching)
-            .pop()
-            .unwrap_or_default()
+    pub fn matmul_batched_with(&self, isa: Isa, xs: &[f32], m: usize, batching: &[RowBatch]) -> Vec<f32> {
+        matmul_many_with(isa, &[self], xs, m, batching).pop().unwrap_or_default()
     }
 
     fn uses_q8k(&self) -> bool {
@@ -197,16 +160,9 @@ impl QuantMatrix {
         for (dst, &id) in out.chunks_mut(self.cols).zip(ids) {
             let id = id as usize;
             if id >= self.rows {
-                return Err(LayerError::Shape {
-                    what: "embedding lookup".into(),
-                    detail: format!("token {id} of {} rows", self.rows),
-                });
+                return Err(LayerError::Shape { what: "embedding lookup".into(), detail: format!("token {id} of {} rows", self.rows) });
             }
-            dot::dequantize(
-                self.dtype,
-                &self.source.bytes()[id * rb..(id + 1) * rb],
-                dst,
-            );
+            dot::dequantize(self.dtype, &self.source.bytes()[id * rb..(id + 1) * rb], dst);
         }
         Ok(Tensor::from_vec(out, (ids.len(), self.cols), device)?)
     }
@@ -224,79 +180,33 @@ impl QuantMatrix {
 ///
 /// `batching[j]` says how llama.cpp would have batched activation row `j` ([`RowBatch`]; missing
 /// entries: alone); only the k-quant kernels look at it.
-pub fn matmul_many(
-    mats: &[&QuantMatrix],
-    xs: &[f32],
-    m: usize,
-    batching: &[RowBatch],
-) -> Vec<Vec<f32>> {
+pub fn matmul_many(mats: &[&QuantMatrix], xs: &[f32], m: usize, batching: &[RowBatch]) -> Vec<Vec<f32>> {
     matmul_many_with(isa::active(), mats, xs, m, batching)
 }
 
-fn matmul_many_with(
-    isa: Isa,
-    mats: &[&QuantMatrix],
-    xs: &[f32],
-    m: usize,
-    batching: &[RowBatch],
-) -> Vec<Vec<f32>> {
+fn matmul_many_with(isa: Isa, mats: &[&QuantMatrix], xs: &[f32], m: usize, batching: &[RowBatch]) -> Vec<Vec<f32>> {
     let isa = isa.min(Isa::detect());
     let Some(k) = mats.first().map(|q| q.cols) else {
         return Vec::new();
     };
-    assert!(
-        mats.iter().all(|q| q.cols == k) && xs.len() >= m * k,
-        "matmul_many: inputs of {} values for width {k}",
-        xs.len()
-    );
-    let legacy = mats
-        .iter()
-        .any(|q| !q.uses_q8k())
-        .then(|| activations::quantize(GgmlDType::Q8_0, xs, m, k));
-    let kquant = mats
-        .iter()
-        .any(|q| q.uses_q8k())
-        .then(|| activations::quantize(GgmlDType::Q8K, xs, m, k));
+    assert!(mats.iter().all(|q| q.cols == k) && xs.len() >= m * k, "matmul_many: inputs of {} values for width {k}", xs.len());
+    let legacy = mats.iter().any(|q| !q.uses_q8k()).then(|| activations::quantize(GgmlDType::Q8_0, xs, m, k));
+    let kquant = mats.iter().any(|q| q.uses_q8k()).then(|| activations::quantize(GgmlDType::Q8K, xs, m, k));
     let mut outs: Vec<Vec<f32>> = mats.iter().map(|q| vec![0f32; q.rows * m]).collect();
-    let targets: Vec<OutPtr> = outs
-        .iter_mut()
-        .zip(mats)
-        .map(|(o, q)| OutPtr {
-            ptr: o.as_mut_ptr(),
-            ld: q.rows,
-            cols: q.rows,
-            m,
-        })
-        .collect();
-    let tasks: Vec<(usize, usize)> = mats
-        .iter()
-        .enumerate()
-        .flat_map(|(i, q)| (0..q.rows.div_ceil(ROWS_PER_TASK)).map(move |c| (i, c)))
-        .collect();
+    let targets: Vec<OutPtr> =
+        outs.iter_mut().zip(mats).map(|(o, q)| OutPtr { ptr: o.as_mut_ptr(), ld: q.rows, cols: q.rows, m }).collect();
+    let tasks: Vec<(usize, usize)> =
+        mats.iter().enumerate().flat_map(|(i, q)| (0..q.rows.div_ceil(ROWS_PER_TASK)).map(move |c| (i, c))).collect();
     tasks.into_par_iter().for_each(|(i, c)| {
         let q = mats[i];
-        let acts = if q.uses_q8k() {
-            kquant.as_ref()
-        } else {
-            legacy.as_ref()
-        };
+        let acts = if q.uses_q8k() { kquant.as_ref() } else { legacy.as_ref() };
         let (rb, r0) = (q.row_bytes(), c * ROWS_PER_TASK);
         let rows = ROWS_PER_TASK.min(q.rows - r0);
         let Some(acts) = acts else { return };
         // The kernels write straight into the input-row-major result, in this task's own columns:
         // no per-task buffer and no scatter pass over it.
         let out = targets[i].columns(r0, rows);
-        rows_dots(
-            isa,
-            q.dtype,
-            &q.source.bytes()[r0 * rb..(r0 + rows) * rb],
-            rb,
-            acts,
-            k,
-            m,
-            out,
-            batching,
-        );
+        rows_dots(isa, q.dtype, &q.source.bytes()[r0 * rb..(r0 + rows) * rb], rb, acts, k, m, out, batching);
     });
     outs
 }
@@ -318,18 +228,9 @@ unsafe impl Send for OutPtr {}
 impl OutPtr {
     /// Columns `r0..r0 + cols` of this output, as their own `OutPtr`.
     fn columns(self, r0: usize, cols: usize) -> OutPtr {
-        assert!(
-            r0 + cols <= self.cols,
-            "output columns {r0}+{cols} of {}",
-            self.cols
-        );
+        assert!(r0 + cols <= self.cols, "output columns {r0}+{cols} of {}", self.cols);
         // SAFETY: r0 + cols <= self.cols <= ld, so the pointer stays inside the buffer's first row.
-        OutPtr {
-            ptr: unsafe { self.ptr.add(r0) },
-            ld: self.ld,
-            cols,
-            m: self.m,
-        }
+        OutPtr { ptr: unsafe { self.ptr.add(r0) }, ld: self.ld, cols, m: self.m }
     }
 
     /// Whether `rows` weight rows × `m` activation rows fit (kernels check this once per call).
@@ -365,9 +266,7 @@ fn rows_dots(
     if isa != Isa::Scalar && x86::has_kernel(dtype) {
         match acts {
             activations::Activations::Q8(a) => x86::legacy_rows_all(isa, dtype, w, rb, a, m, out),
-            activations::Activations::Q8K(a) => {
-                x86::k_rows_all(isa, dtype, w, rb, a, m, out, batching)
-            }
+            activations::Activations::Q8K(a) => x86::k_rows_all(isa, dtype, w, rb, a, m, out, batching),
         }
         return;
     }
@@ -375,13 +274,7 @@ fn rows_dots(
     for r in 0..rows {
         for j in 0..m {
             // SAFETY: r is one of this task's rows, j < m.
-            unsafe {
-                out.put(
-                    r,
-                    j,
-                    dot::row_dot(dtype, &w[r * rb..(r + 1) * rb], acts, j, k),
-                )
-            };
+            unsafe { out.put(r, j, dot::row_dot(dtype, &w[r * rb..(r + 1) * rb], acts, j, k)) };
         }
     }
 }
