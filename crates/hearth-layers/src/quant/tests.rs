@@ -172,6 +172,34 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
 
+    /// The k-quant kernels' batched arithmetic (llama.cpp's Q4_K groups of four, Q6_K tiles) stays
+    /// within float summation order of the scalar path, and a row's result depends only on its own
+    /// batching flags, not on its neighbours.
+    #[test]
+    fn batched_k_quant_rows_equal_the_scalar_path_and_each_row_alone(
+        seed in any::<u64>(), rows in 1usize..13, m in 1usize..10, blocks in 1usize..4, scale in 0.01f32..100.0, flags in any::<u32>(),
+    ) {
+        let batching: Vec<super::RowBatch> = (0..m)
+            .map(|j| super::RowBatch { in_group_of_four: flags >> j & 1 == 1, in_batch_of_eight: flags >> (j + 16) & 1 == 1 })
+            .collect();
+        for Case { dtype, q, x, cols } in random_cases(seed, rows, m, blocks, scale).into_iter().filter(|c| c.dtype == GgmlDType::Q4K || c.dtype == GgmlDType::Q6K) {
+            let wd = q.to_f32(&Device::Cpu).expect("dequantize").flatten_all().expect("flat").to_vec1::<f32>().expect("vec");
+            let scalar = q.matmul_with(super::Isa::Scalar, &x, m);
+            for isa in super::Isa::available() {
+                let all = q.matmul_batched_with(isa, &x, m, &batching);
+                for i in 0..m {
+                    let one = q.matmul_batched_with(isa, &x[i * cols..(i + 1) * cols], 1, &batching[i..i + 1]);
+                    for r in 0..rows {
+                        let magnitude: f64 = (0..cols).map(|c| (wd[r * cols + c] as f64 * x[i * cols + c] as f64).abs()).sum();
+                        let (a, b) = (all[i * rows + r] as f64, scalar[i * rows + r] as f64);
+                        prop_assert!((a - b).abs() <= 2e-5 * magnitude + 1e-6, "{dtype:?} on {}: row {r} input {i}: {a} vs scalar {b}", isa.name());
+                        prop_assert!(all[i * rows + r].to_bits() == one[r].to_bits(), "{dtype:?} on {}: row {r} input {i} differs alone", isa.name());
+                    }
+                }
+            }
+        }
+    }
+
     /// Batch invariance, bit for bit: every output of a many-row matmul (prefill and batched decode,
     /// the tiled kernels) equals that row multiplied alone (single-stream decode), on every
     /// instruction-set path and SIMD format. Shapes are ragged on purpose: weight rows that leave
