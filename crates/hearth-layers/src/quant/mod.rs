@@ -12,6 +12,8 @@ mod tests;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 #[cfg(target_arch = "x86_64")]
+mod x86_kbatch;
+#[cfg(target_arch = "x86_64")]
 mod x86_tile;
 
 pub use isa::Isa;

@@ -8,6 +8,7 @@
 
 use super::activations::{Q8Block, Q8KBlock};
 use super::isa::Isa;
+use super::x86_kbatch;
 use super::{OutPtr, RowBatch};
 use candle_core::quantized::GgmlDType;
 use std::arch::x86_64::*;
@@ -22,7 +23,7 @@ pub(crate) fn act_chunk(row_bytes: usize) -> usize {
 }
 
 /// u8 × i8 products summed in fours into i32 lanes.
-trait DotU8I8 {
+pub(super) trait DotU8I8 {
     unsafe fn dot(u: __m256i, s: __m256i) -> __m256i;
     /// `acc` + each lane's four u8 × i8 products, pair sums times the i16 `scale` of their word:
     /// the k-quants' sub-block scales applied without a 32-bit multiply. Exact while each pair of
@@ -30,7 +31,7 @@ trait DotU8I8 {
     unsafe fn dot_scaled(acc: __m256i, u: __m256i, s: __m256i, scale: __m256i) -> __m256i;
 }
 
-struct Maddubs;
+pub(super) struct Maddubs;
 impl DotU8I8 for Maddubs {
     #[inline(always)]
     unsafe fn dot(u: __m256i, s: __m256i) -> __m256i {
@@ -43,7 +44,7 @@ impl DotU8I8 for Maddubs {
     }
 }
 
-struct Vnni;
+pub(super) struct Vnni;
 impl DotU8I8 for Vnni {
     #[inline(always)]
     unsafe fn dot(u: __m256i, s: __m256i) -> __m256i {
@@ -289,6 +290,9 @@ impl Sums for Batched {
 #[inline(always)]
 unsafe fn q4k_rows<D: DotU8I8, S: Sums, const R: usize>(w: &[u8], acts: &[&[Q8KBlock]; R], out: &mut [f32]) {
     const BYTES: usize = 144;
+    if S::BATCHED && R == x86_kbatch::ROWS {
+        return x86_kbatch::q4k_rows8::<D>(w, acts, out);
+    }
     let nb = acts[0].len();
     debug_assert!(w.len() >= nb * BYTES);
     let mut acc = [0f32; R];
@@ -337,7 +341,7 @@ unsafe fn q4k_rows<D: DotU8I8, S: Sums, const R: usize>(w: &[u8], acts: &[&[Q8KB
 
 /// `[v0, v0, v1, v1, …, v7, v7]` as 16 i16 lanes: one value per pair of `bsums`.
 #[inline(always)]
-unsafe fn pairs_i16(v: [u8; 8]) -> __m256i {
+pub(super) unsafe fn pairs_i16(v: [u8; 8]) -> __m256i {
     let x = _mm_cvtepu8_epi16(_mm_loadl_epi64(v.as_ptr() as *const __m128i));
     _mm256_set_m128i(_mm_unpackhi_epi16(x, x), _mm_unpacklo_epi16(x, x))
 }
@@ -351,7 +355,7 @@ unsafe fn hsum_i32(x: __m256i) -> i32 {
 
 /// The eight 6-bit (scale, min) pairs packed into Q4_K's 12 scale bytes.
 #[inline(always)]
-fn k4_scales(s: &[u8]) -> ([u8; 8], [u8; 8]) {
+pub(super) fn k4_scales(s: &[u8]) -> ([u8; 8], [u8; 8]) {
     let (mut sc, mut mn) = ([0u8; 8], [0u8; 8]);
     for j in 0..8 {
         if j < 4 {
@@ -369,6 +373,9 @@ fn k4_scales(s: &[u8]) -> ([u8; 8], [u8; 8]) {
 #[inline(always)]
 unsafe fn q6k_rows<D: DotU8I8, S: Sums, const R: usize>(w: &[u8], acts: &[&[Q8KBlock]; R], out: &mut [f32]) {
     const BYTES: usize = 210;
+    if S::BATCHED && R == x86_kbatch::ROWS {
+        return x86_kbatch::q6k_rows8::<D>(w, acts, out);
+    }
     let nb = acts[0].len();
     debug_assert!(w.len() >= nb * BYTES);
     let mut acc = [_mm256_setzero_ps(); R];
@@ -393,14 +400,12 @@ unsafe fn q6k_rows<D: DotU8I8, S: Sums, const R: usize>(w: &[u8], acts: &[&[Q8KB
                 _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4), _mm256_and_si256(_mm256_srli_epi16(h, 2), h03)),
             ];
             for (g, qg) in q.iter().enumerate() {
-                let s_lo = *sc.add(8 * half + 2 * g) as i32;
-                let s_hi = *sc.add(8 * half + 2 * g + 1) as i32;
                 // Lanes 0..4 hold values 0..16 of the group (first scale), lanes 4..8 values 16..32.
-                let scale = _mm256_setr_epi32(s_lo, s_lo, s_lo, s_lo, s_hi, s_hi, s_hi, s_hi);
+                let scale = x86_kbatch::sub_block_scales(sc, 8 * half + 2 * g);
                 for r in 0..R {
                     let a = _mm256_loadu_si256(acts[r].get_unchecked(ib).qs.as_ptr().add(128 * half + 32 * g) as *const __m256i);
-                    // q·a here; the −32 offset comes off once per block, below.
-                    sumi[r] = _mm256_add_epi32(sumi[r], _mm256_mullo_epi32(D::dot(*qg, a), scale));
+                    // q·a here (pair sums fit i16: q < 64); the −32 offset comes off once per block, below.
+                    sumi[r] = D::dot_scaled(sumi[r], *qg, a, scale);
                 }
             }
         }
@@ -495,7 +500,7 @@ rows_entry!(k_avx2_batched, Q8KBlock, "avx2,fma,f16c", {
     GgmlDType::Q4K => q4k_rows[Maddubs, Batched] false, _ => q6k_rows[Maddubs, Batched] false,
 });
 rows_entry!(k_vnni_batched, Q8KBlock, "avx2,fma,f16c,avx512f,avx512vnni,avx512vl,avx512bw", {
-    GgmlDType::Q4K => q4k_rows[Vnni, Batched] true, _ => q6k_rows[Vnni, Batched] false,
+    GgmlDType::Q4K => q4k_rows[Vnni, Batched] true, _ => q6k_rows[Vnni, Batched] true,
 });
 
 /// Whether this module has a kernel for `dtype`.
