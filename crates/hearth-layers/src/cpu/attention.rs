@@ -192,29 +192,26 @@ fn run_task(
     let first_of = |qp: usize| p.sliding_window.map_or(0, |w| (qp + 1).saturating_sub(w));
     let (key_lo, _) = key_range(task, s, p);
     let n_keys = slots.len();
-    let n_q = task.n_tokens * group;
+    // One token's query heads of this KV head see the same keys: their scores side by side.
     scores.clear();
-    scores.resize(n_q * n_keys, 0.0);
-    let query = |i: usize| -> &[f32] {
-        let (t, g) = (i / group, i % group);
-        let head = task.kv * group + g;
-        &q[((s.offset + task.first_token + t) * p.n_heads + head) * hd..][..hd]
-    };
+    scores.resize(group * n_keys, 0.0);
     let key = |j: usize| &kv.keys[slots[j] as usize * kv.width + koff..][..kv.len];
     let value = |j: usize| &kv.values[slots[j] as usize * kv.width + koff..][..kv.len];
-    for (i, row) in scores.chunks_mut(n_keys).enumerate() {
-        let qp = pos(i / group);
+    for t in 0..task.n_tokens {
+        let qp = pos(t);
         let (lo, hi) = (first_of(qp) - key_lo, qp + 1 - key_lo);
-        let query = query(i);
         // llama.cpp decodes a sampled token alone, and sums its values in another order (`reduce`).
         let order = if qp >= s.prompt_len { SumOrder::Alone } else { SumOrder::Batched };
-        reduce::dots(query, |j| key(lo + j), &mut row[lo..hi]);
-        softmax_in_place(&mut row[lo..hi], key_lo + lo, p);
-        let head = task.kv * group + i % group;
-        // SAFETY: (token, head) belongs to this task alone, and the row lies inside `out`.
-        let dst =
-            unsafe { std::slice::from_raw_parts_mut(out.0.add(((s.offset + task.first_token + i / group) * p.n_heads + head) * hd), hd) };
-        reduce::weighted_sum(&row[lo..hi], |j| value(lo + j), key_lo + lo, order, lanes, dst);
+        let token = s.offset + task.first_token + t;
+        let head0 = task.kv * group;
+        let queries = &q[(token * p.n_heads + head0) * hd..][..group * hd];
+        reduce::dots_shared(queries, hd, key, scores, n_keys, lo..hi);
+        for row in scores.chunks_mut(n_keys) {
+            softmax_in_place(&mut row[lo..hi], key_lo + lo, p);
+        }
+        // SAFETY: the heads of this KV head at `token` belong to this task alone, and lie inside `out`.
+        let dst = unsafe { std::slice::from_raw_parts_mut(out.0.add((token * p.n_heads + head0) * hd), group * hd) };
+        reduce::weighted_sums_shared(scores, n_keys, lo..hi, value, key_lo + lo, order, lanes, dst);
     }
 }
 

@@ -15,6 +15,8 @@
 //! difference can flip a rounding and move log-probabilities by tenths of a nat (issue 2). The
 //! scalar functions are the reference; the AVX2 paths return the same bits.
 
+use std::ops::Range;
+
 /// GCC's `_mm512_reduce_add_ps`: halves, then quarters, then pairs.
 pub fn reduce16(v: &[f32; 16]) -> f32 {
     let t3: [f32; 8] = std::array::from_fn(|i| v[8 + i] + v[i]);
@@ -135,6 +137,100 @@ pub fn weighted_sum<'v>(
     }
 }
 
+/// Query heads of one token that share a KV head see the same keys. [`dots`] for `queries.len() / hd`
+/// of them at once (`rows`: one row of `stride` scores per query, filled at `range`; `key(j)`: the
+/// key of column `j`), reading each key once for up to four of them where AVX-512 allows. Every
+/// score has the bits of [`dot`].
+pub fn dots_shared<'k>(queries: &[f32], hd: usize, key: impl Fn(usize) -> &'k [f32], rows: &mut [f32], stride: usize, range: Range<usize>) {
+    let g = if hd == 0 { 0 } else { queries.len() / hd };
+    assert!(range.start <= range.end && range.end <= stride && rows.len() >= g * stride, "score rows too short for {g} queries");
+    for c in (0..g).step_by(4) {
+        let n = (g - c).min(4);
+        dots_up_to_four(&queries[c * hd..(c + n) * hd], hd, &key, &mut rows[c * stride..(c + n) * stride], stride, range.clone());
+    }
+}
+
+fn dots_up_to_four<'k>(queries: &[f32], hd: usize, key: impl Fn(usize) -> &'k [f32], rows: &mut [f32], stride: usize, range: Range<usize>) {
+    #[cfg(target_arch = "x86_64")]
+    if crate::quant::isa::active() >= crate::quant::isa::Isa::Avx512Vnni && hd.is_multiple_of(64) && !range.is_empty() {
+        let r = (range.start, range.end);
+        // SAFETY: AVX-512F is present (checked by `active`); `rows` holds a row of `stride` ≥
+        // `range.end` per query, and there are 1 to 4 queries of `hd`.
+        unsafe {
+            return match queries.len() / hd {
+                1 => shared::dots::<1>(queries, hd, key, rows, stride, r),
+                2 => shared::dots::<2>(queries, hd, key, rows, stride, r),
+                3 => shared::dots::<3>(queries, hd, key, rows, stride, r),
+                _ => shared::dots::<4>(queries, hd, key, rows, stride, r),
+            };
+        }
+    }
+    for (query, row) in queries.chunks_exact(hd).zip(rows.chunks_mut(stride)) {
+        dots(query, |j| key(range.start + j), &mut row[range.clone()]);
+    }
+}
+
+/// [`weighted_sum`] for the `rows.len() / stride` queries of [`dots_shared`]: `out` holds their
+/// outputs side by side, `value(j)` is the value of column `j`, and column `range.start` is at
+/// position `first`. Each value row is read once for up to four queries where AVX-512 allows; every
+/// output has the bits of [`weighted_sum`].
+#[allow(clippy::too_many_arguments)]
+pub fn weighted_sums_shared<'v>(
+    rows: &[f32],
+    stride: usize,
+    range: Range<usize>,
+    value: impl Fn(usize) -> &'v [f32],
+    first: usize,
+    order: SumOrder,
+    lanes: &mut Vec<f32>,
+    out: &mut [f32],
+) {
+    let g = if stride == 0 { 0 } else { rows.len() / stride };
+    assert!(range.start <= range.end && range.end <= stride && g > 0 && out.len().is_multiple_of(g), "{g} weighted sums into {} outputs", out.len());
+    let hd = out.len() / g;
+    for c in (0..g).step_by(4) {
+        let n = (g - c).min(4);
+        let (rows, out) = (&rows[c * stride..(c + n) * stride], &mut out[c * hd..(c + n) * hd]);
+        weighted_sums_up_to_four(rows, stride, range.clone(), &value, first, order, lanes, out);
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn weighted_sums_up_to_four<'v>(
+    rows: &[f32],
+    stride: usize,
+    range: Range<usize>,
+    value: impl Fn(usize) -> &'v [f32],
+    first: usize,
+    order: SumOrder,
+    lanes: &mut Vec<f32>,
+    out: &mut [f32],
+) {
+    let g = rows.len() / stride;
+    let hd = out.len() / g;
+    #[cfg(target_arch = "x86_64")]
+    if crate::quant::isa::active() >= crate::quant::isa::Isa::Avx512Vnni && hd.is_multiple_of(64) && hd > 0 {
+        let (r, n) = ((range.start, range.end), order.lanes());
+        // SAFETY: AVX-512F is present (checked by `active`); `rows` holds 1 to 4 rows of `stride` ≥
+        // `range.end`, and `out` one output of `hd` per row.
+        unsafe {
+            return match g {
+                1 => shared::weighted_sums::<1>(rows, stride, r, value, first, n, lanes, out),
+                2 => shared::weighted_sums::<2>(rows, stride, r, value, first, n, lanes, out),
+                3 => shared::weighted_sums::<3>(rows, stride, r, value, first, n, lanes, out),
+                _ => shared::weighted_sums::<4>(rows, stride, r, value, first, n, lanes, out),
+            };
+        }
+    }
+    for (row, o) in rows.chunks_exact(stride).zip(out.chunks_exact_mut(hd.max(1))) {
+        weighted_sum(&row[range.clone()], |j| value(range.start + j), first, order, lanes, o);
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[path = "reduce_shared.rs"]
+mod shared;
+
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use std::arch::x86_64::*;
@@ -194,39 +290,48 @@ mod x86 {
                     t3_of(query, k)
                 }
             });
-            let u0 = _mm256_unpacklo_ps(t[0], t[1]);
-            let u1 = _mm256_unpackhi_ps(t[0], t[1]);
-            let u2 = _mm256_unpacklo_ps(t[2], t[3]);
-            let u3 = _mm256_unpackhi_ps(t[2], t[3]);
-            let u4 = _mm256_unpacklo_ps(t[4], t[5]);
-            let u5 = _mm256_unpackhi_ps(t[4], t[5]);
-            let u6 = _mm256_unpacklo_ps(t[6], t[7]);
-            let u7 = _mm256_unpackhi_ps(t[6], t[7]);
-            let v0 = _mm256_shuffle_ps(u0, u2, 0x44);
-            let v1 = _mm256_shuffle_ps(u0, u2, 0xee);
-            let v2 = _mm256_shuffle_ps(u1, u3, 0x44);
-            let v3 = _mm256_shuffle_ps(u1, u3, 0xee);
-            let v4 = _mm256_shuffle_ps(u4, u6, 0x44);
-            let v5 = _mm256_shuffle_ps(u4, u6, 0xee);
-            let v6 = _mm256_shuffle_ps(u5, u7, 0x44);
-            let v7 = _mm256_shuffle_ps(u5, u7, 0xee);
-            // lane[i] holds lane i of every key's t3.
-            let lane = [
-                _mm256_permute2f128_ps(v0, v4, 0x20),
-                _mm256_permute2f128_ps(v1, v5, 0x20),
-                _mm256_permute2f128_ps(v2, v6, 0x20),
-                _mm256_permute2f128_ps(v3, v7, 0x20),
-                _mm256_permute2f128_ps(v0, v4, 0x31),
-                _mm256_permute2f128_ps(v1, v5, 0x31),
-                _mm256_permute2f128_ps(v2, v6, 0x31),
-                _mm256_permute2f128_ps(v3, v7, 0x31),
-            ];
-            let even = _mm256_add_ps(_mm256_add_ps(lane[4], lane[0]), _mm256_add_ps(lane[6], lane[2]));
-            let odd = _mm256_add_ps(_mm256_add_ps(lane[5], lane[1]), _mm256_add_ps(lane[7], lane[3]));
             let mut r = [0f32; 8];
-            _mm256_storeu_ps(r.as_mut_ptr(), _mm256_add_ps(even, odd));
+            _mm256_storeu_ps(r.as_mut_ptr(), tree8(&t));
             out[j0..j0 + m].copy_from_slice(&r[..m]);
         }
+    }
+
+    /// The rest of [`super::reduce16`]'s tree for eight keys at once, from their `t3` vectors (the
+    /// 16 lanes already folded to 8): transposed, so it runs down the lanes. Lane `l` of the result
+    /// is key `l`'s sum.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn tree8(t: &[__m256; 8]) -> __m256 {
+        let u0 = _mm256_unpacklo_ps(t[0], t[1]);
+        let u1 = _mm256_unpackhi_ps(t[0], t[1]);
+        let u2 = _mm256_unpacklo_ps(t[2], t[3]);
+        let u3 = _mm256_unpackhi_ps(t[2], t[3]);
+        let u4 = _mm256_unpacklo_ps(t[4], t[5]);
+        let u5 = _mm256_unpackhi_ps(t[4], t[5]);
+        let u6 = _mm256_unpacklo_ps(t[6], t[7]);
+        let u7 = _mm256_unpackhi_ps(t[6], t[7]);
+        let v0 = _mm256_shuffle_ps(u0, u2, 0x44);
+        let v1 = _mm256_shuffle_ps(u0, u2, 0xee);
+        let v2 = _mm256_shuffle_ps(u1, u3, 0x44);
+        let v3 = _mm256_shuffle_ps(u1, u3, 0xee);
+        let v4 = _mm256_shuffle_ps(u4, u6, 0x44);
+        let v5 = _mm256_shuffle_ps(u4, u6, 0xee);
+        let v6 = _mm256_shuffle_ps(u5, u7, 0x44);
+        let v7 = _mm256_shuffle_ps(u5, u7, 0xee);
+        // lane[i] holds lane i of every key's t3.
+        let lane = [
+            _mm256_permute2f128_ps(v0, v4, 0x20),
+            _mm256_permute2f128_ps(v1, v5, 0x20),
+            _mm256_permute2f128_ps(v2, v6, 0x20),
+            _mm256_permute2f128_ps(v3, v7, 0x20),
+            _mm256_permute2f128_ps(v0, v4, 0x31),
+            _mm256_permute2f128_ps(v1, v5, 0x31),
+            _mm256_permute2f128_ps(v2, v6, 0x31),
+            _mm256_permute2f128_ps(v3, v7, 0x31),
+        ];
+        let even = _mm256_add_ps(_mm256_add_ps(lane[4], lane[0]), _mm256_add_ps(lane[6], lane[2]));
+        let odd = _mm256_add_ps(_mm256_add_ps(lane[5], lane[1]), _mm256_add_ps(lane[7], lane[3]));
+        _mm256_add_ps(even, odd)
     }
 
     /// [`super::reduce16`] of the 16 lanes `lo` (0..8) and `hi` (8..16).
@@ -270,21 +375,28 @@ mod x86 {
                 }
             }
         }
-        let row = |l: usize, d: usize| _mm256_loadu_ps(base.add(l * hd + d));
         for d in (0..hd).step_by(8) {
-            // Alone: the four accumulators first, as (a0 + a2) + (a1 + a3).
-            let lane = |l: usize| {
-                if n_lanes == 64 {
-                    _mm256_add_ps(_mm256_add_ps(row(l, d), row(32 + l, d)), _mm256_add_ps(row(16 + l, d), row(48 + l, d)))
-                } else {
-                    row(l, d)
-                }
-            };
-            let t3: [__m256; 8] = std::array::from_fn(|i| _mm256_add_ps(lane(8 + i), lane(i)));
-            let t6: [__m256; 4] = std::array::from_fn(|i| _mm256_add_ps(t3[4 + i], t3[i]));
-            let sum = _mm256_add_ps(_mm256_add_ps(t6[0], t6[2]), _mm256_add_ps(t6[1], t6[3]));
-            _mm256_storeu_ps(out.as_mut_ptr().add(d), sum);
+            _mm256_storeu_ps(out.as_mut_ptr().add(d), lane_tree(base.add(d), hd, n_lanes));
         }
+    }
+
+    /// Eight outputs of a weighted sum from its lane accumulators: lane `l`'s eight values at
+    /// `at + l · lane_stride`, summed across the 16 (Batched) or 64 (Alone) lanes by llama.cpp's tree.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn lane_tree(at: *const f32, lane_stride: usize, n_lanes: usize) -> __m256 {
+        let row = |l: usize| _mm256_loadu_ps(at.add(l * lane_stride));
+        // Alone: the four accumulators first, as (a0 + a2) + (a1 + a3).
+        let lane = |l: usize| {
+            if n_lanes == 64 {
+                _mm256_add_ps(_mm256_add_ps(row(l), row(32 + l)), _mm256_add_ps(row(16 + l), row(48 + l)))
+            } else {
+                row(l)
+            }
+        };
+        let t3: [__m256; 8] = std::array::from_fn(|i| _mm256_add_ps(lane(8 + i), lane(i)));
+        let t6: [__m256; 4] = std::array::from_fn(|i| _mm256_add_ps(t3[4 + i], t3[i]));
+        _mm256_add_ps(_mm256_add_ps(t6[0], t6[2]), _mm256_add_ps(t6[1], t6[3]))
     }
 }
 
@@ -343,6 +455,43 @@ mod tests {
                 })
                 .collect();
             prop_assert_eq!(got.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), want);
+        }
+    }
+
+    proptest! {
+        /// The shared forms give each query exactly what it gets alone: heads of one token (1 to 9,
+        /// so groups of four and a remainder), heads of 64-multiples (the AVX-512 path) or not, any
+        /// key range inside the row.
+        #[test]
+        fn shared_queries_equal_each_query_alone(
+            g in 1usize..10, hd64 in prop_oneof![Just(0usize), 1usize..5], odd in 0usize..3, keys in 1usize..70, lo in 0usize..70,
+            first in 0usize..200, alone in any::<bool>(), seed in any::<u32>(),
+        ) {
+            let hd = if hd64 == 0 { 8 * (odd + 1) } else { 64 * hd64 };
+            let (lo, hi) = (lo.min(keys), keys);
+            let order = if alone { SumOrder::Alone } else { SumOrder::Batched };
+            let queries = values(g * hd, seed);
+            let ks = values(keys * hd, seed ^ 0x77);
+            let vs = values(keys * hd, seed ^ 0x99);
+            let key = |j: usize| &ks[j * hd..(j + 1) * hd];
+            let value = |j: usize| &vs[j * hd..(j + 1) * hd];
+            let mut rows = vec![0f32; g * keys];
+            dots_shared(&queries, hd, key, &mut rows, keys, lo..hi);
+            let mut lanes = Vec::new();
+            let mut out = vec![0f32; g * hd];
+            // Probabilities of mixed sign and size stand in for the softmax: the sums' order shows either way.
+            let probs: Vec<f32> = rows.iter().map(|x| x / 1000.0).collect();
+            weighted_sums_shared(&probs, keys, lo..hi, value, first, order, &mut lanes, &mut out);
+            for q in 0..g {
+                let mut want = vec![0f32; hi - lo];
+                dots(&queries[q * hd..(q + 1) * hd], |j| key(lo + j), &mut want);
+                let got = &rows[q * keys + lo..q * keys + hi];
+                prop_assert_eq!(got.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), want.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), "scores of query {}", q);
+                let mut one = vec![0f32; hd];
+                weighted_sum(&probs[q * keys + lo..q * keys + hi], |j| value(lo + j), first, order, &mut lanes, &mut one);
+                let got = &out[q * hd..(q + 1) * hd];
+                prop_assert_eq!(got.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), one.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), "sums of query {}", q);
+            }
         }
     }
 
