@@ -99,28 +99,7 @@ impl KvType {
 /// Parse and open a `--device` value.
 pub fn open_device(spec: &str) -> Result<candle_core::Device> {
     let spec: DeviceSpec = spec.parse()?;
-    let device = hearth_layers::select_device(spec)?;
-    if !device.is_cpu() {
-        keep_large_host_buffers();
-    }
-    Ok(device)
-}
-
-/// Each decode step copies the batch's logits to the host (64 sequences × a 128k vocabulary = 33 MB).
-/// glibc serves blocks that large with fresh `mmap`s and hands them back on free, so every step
-/// paid page faults and the driver's pinning of new pages: on the H100, 1B bf16, 64 sequences at a
-/// 512-token context decoded at 1,261 tok/s, 5,013 with these settings. The heap keeps such blocks
-/// for reuse instead (host memory is not what bounds a GPU run; CPU runs keep the defaults).
-fn keep_large_host_buffers() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    {
-        const KEEP: i32 = 1 << 30;
-        // SAFETY: mallopt only changes allocator thresholds; called before the model's buffers exist.
-        unsafe {
-            libc::mallopt(libc::M_MMAP_THRESHOLD, KEEP);
-            libc::mallopt(libc::M_TRIM_THRESHOLD, KEEP);
-        }
-    }
+    Ok(hearth_layers::select_device(spec)?)
 }
 
 /// Which kernels run on `device`, for benchmark headers.
