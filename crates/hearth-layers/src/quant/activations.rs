@@ -70,7 +70,17 @@ pub(crate) fn q8_block_scalar(xs: &[f32]) -> Q8Block {
 
 #[inline(always)]
 fn q8k_rows(xs: &[f32]) -> Vec<Q8KBlock> {
+    #[cfg(target_arch = "x86_64")]
+    if super::isa::active() >= super::isa::Isa::Avx2 {
+        // SAFETY: the CPU has AVX2 (checked by `active`); chunks are 256 values.
+        return blocks::<_, 256>(xs, |c| unsafe { x86::q8k_block(c) });
+    }
     blocks::<_, 256>(xs, q8k_block)
+}
+
+#[cfg(test)]
+pub(crate) fn q8k_block_scalar(xs: &[f32]) -> Q8KBlock {
+    q8k_block(xs)
 }
 
 /// Round to nearest, ties to even, for |x| < 2^22, with integer operations only (ggml's
@@ -121,4 +131,54 @@ fn q8k_block(xs: &[f32]) -> Q8KBlock {
     }
     block.d = 1.0 / iscale;
     block
+}
+
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod x86 {
+    use super::Q8KBlock;
+    use std::arch::x86_64::*;
+
+    /// [`super::q8k_block`] eight values at a time, the same bits: the same largest magnitude (its
+    /// first signed occurrence), the same f32 products, rounded to nearest even as `nearest_int` does.
+    #[target_feature(enable = "avx2")]
+    pub(crate) unsafe fn q8k_block(xs: &[f32]) -> Q8KBlock {
+        assert!(xs.len() >= 256);
+        let p = xs.as_ptr();
+        let abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fff_ffff));
+        // max(|x|, m) keeps m where x is NaN, as the scalar `>` comparison skips it.
+        let mut m = _mm256_setzero_ps();
+        for i in (0..256).step_by(8) {
+            m = _mm256_max_ps(_mm256_and_ps(_mm256_loadu_ps(p.add(i)), abs_mask), m);
+        }
+        let r = _mm_max_ps(_mm256_extractf128_ps(m, 1), _mm256_castps256_ps128(m));
+        let r = _mm_max_ps(r, _mm_movehl_ps(r, r));
+        let amax = _mm_cvtss_f32(_mm_max_ss(r, _mm_movehdup_ps(r)));
+        let mut block = Q8KBlock { d: 0.0, qs: [0; 256], bsums: [0; 16] };
+        if amax == 0.0 {
+            return block;
+        }
+        let max = xs[..256].iter().copied().find(|x| x.abs() == amax).unwrap_or(amax);
+        let iscale = -127.0 / max;
+        let scale = _mm256_set1_ps(iscale);
+        let q = |i: usize| _mm256_min_epi32(_mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(p.add(i)), scale)), _mm256_set1_epi32(127));
+        let order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+        for g in (0..256).step_by(32) {
+            let v = [q(g), q(g + 8), q(g + 16), q(g + 24)];
+            // Values are within ±127, so the saturating packs are exact; the permute undoes their
+            // interleaving of 128-bit halves.
+            let bytes = _mm256_packs_epi16(_mm256_packs_epi32(v[0], v[1]), _mm256_packs_epi32(v[2], v[3]));
+            _mm256_storeu_si256(block.qs.as_mut_ptr().add(g) as *mut __m256i, _mm256_permutevar8x32_epi32(bytes, order));
+            block.bsums[g / 16] = hsum(_mm256_add_epi32(v[0], v[1])) as i16;
+            block.bsums[g / 16 + 1] = hsum(_mm256_add_epi32(v[2], v[3])) as i16;
+        }
+        block.d = 1.0 / iscale;
+        block
+    }
+
+    #[inline(always)]
+    unsafe fn hsum(x: __m256i) -> i32 {
+        let r = _mm_add_epi32(_mm256_extracti128_si256(x, 1), _mm256_castsi256_si128(x));
+        let r = _mm_add_epi32(r, _mm_shuffle_epi32(r, 0x4e));
+        _mm_cvtsi128_si32(_mm_add_epi32(r, _mm_shuffle_epi32(r, 0xb1)))
+    }
 }

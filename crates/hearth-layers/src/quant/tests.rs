@@ -162,6 +162,27 @@ proptest! {
 }
 
 proptest! {
+    /// The vector Q8_K quantizer is the scalar one, bit for bit: ties, zeros, a repeated largest
+    /// magnitude of either sign (the first one sets the scale's sign), all-zero blocks.
+    #[test]
+    fn simd_q8k_quantizer_equals_scalar(
+        xs in proptest::collection::vec(prop_oneof![-50f32..50.0, Just(0.0), Just(0.5), Just(-2.5), Just(50.0), Just(-50.0)], 256),
+        zero in any::<bool>(),
+    ) {
+        let xs = if zero { vec![0f32; 256] } else { xs };
+        #[cfg(target_arch = "x86_64")]
+        if super::Isa::detect() >= super::Isa::Avx2 {
+            let a = super::activations::q8k_block_scalar(&xs);
+            // SAFETY: AVX2 present (checked above); 256 values.
+            let b = unsafe { super::activations::x86::q8k_block(&xs) };
+            prop_assert_eq!(a.qs, b.qs);
+            prop_assert_eq!(a.bsums, b.bsums);
+            prop_assert_eq!(a.d.to_bits(), b.d.to_bits());
+        }
+    }
+}
+
+proptest! {
     #[test]
     fn nearest_int_rounds_half_to_even_like_the_float_op(x in -300f32..300.0, half in any::<bool>()) {
         let x = if half { x.trunc() + 0.5 } else { x };
