@@ -290,8 +290,8 @@ impl Sums for Batched {
 #[inline(always)]
 unsafe fn q4k_rows<D: DotU8I8, S: Sums, const R: usize>(w: &[u8], acts: &[&[Q8KBlock]; R], out: &mut [f32]) {
     const BYTES: usize = 144;
-    if S::BATCHED && R == x86_kbatch::ROWS {
-        return x86_kbatch::q4k_rows8::<D>(w, acts, out);
+    if R == x86_kbatch::ROWS {
+        return if S::BATCHED { x86_kbatch::q4k_rows8::<D, true>(w, acts, out) } else { x86_kbatch::q4k_rows8::<D, false>(w, acts, out) };
     }
     let nb = acts[0].len();
     debug_assert!(w.len() >= nb * BYTES);
@@ -494,7 +494,7 @@ rows_entry!(k_avx2, Q8KBlock, "avx2,fma,f16c", {
     GgmlDType::Q4K => q4k_rows[Maddubs, Alone] false, _ => q6k_rows[Maddubs, Alone] false,
 });
 rows_entry!(k_vnni, Q8KBlock, "avx2,fma,f16c,avx512f,avx512vnni,avx512vl,avx512bw", {
-    GgmlDType::Q4K => q4k_rows[Vnni, Alone] true, _ => q6k_rows[Vnni, Alone] false,
+    GgmlDType::Q4K => q4k_rows[Vnni, Alone] true, _ => q6k_rows[Vnni, Alone] true,
 });
 rows_entry!(k_avx2_batched, Q8KBlock, "avx2,fma,f16c", {
     GgmlDType::Q4K => q4k_rows[Maddubs, Batched] false, _ => q6k_rows[Maddubs, Batched] false,

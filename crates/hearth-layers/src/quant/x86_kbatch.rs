@@ -1,9 +1,9 @@
-//! The k-quants' batched arithmetic (llama.cpp's Q4_K groups of four, Q6_K tiles: [`super::x86::Sums`])
-//! for eight activation rows at once. Those kernels turn an exact integer sum into a float per row
-//! every 64 (Q4_K) or 256 (Q6_K) values; done one row at a time, the horizontal sums and scalar
-//! multiply-adds cost about three times the integer dots themselves (perf: `k_vnni_batched`, 27 % of
-//! Gemma's pp512). Here the eight rows' sums are reduced together by a transpose, and their float
-//! steps run with one row per lane.
+//! The k-quant kernels for eight activation rows at once: Q4_K in both of llama.cpp's arithmetics
+//! and Q6_K's batched one (its tiles; [`super::x86::Sums`]). These kernels turn an exact integer
+//! sum into a float per row every 64 (Q4_K batched), 256 or so values; done one row at a time, the
+//! horizontal sums and scalar multiply-adds cost about three times the integer dots themselves
+//! (perf: `k_vnni_batched`, 27 % of Gemma's pp512). Here the eight rows' sums are reduced together
+//! by a transpose, and their float steps run with one row per lane.
 //!
 //! Every result is bit-identical to the one-row kernel: integer sums are exact whatever their order,
 //! and each row's lane performs the same f32 operations (`d · d8`, convert, one FMA) in block order.
@@ -49,10 +49,11 @@ unsafe fn act_scales(acts: &[&[Q8KBlock]], ib: usize) -> __m256 {
     _mm256_setr_ps(d(0), d(1), d(2), d(3), d(4), d(5), d(6), d(7))
 }
 
-/// Q4_K, batched: per pair of sub-blocks, `acc += f32(dot)·(d·d8)` and `mins += f32(msum)·(dmin·d8)`;
-/// the result is `acc − mins` (as `x86::q4k_rows` with `Batched`). `acts` holds [`ROWS`] rows.
+/// Q4_K: `acc += f32(dot)·(d·d8)` and `mins += f32(msum)·(dmin·d8)` per pair of sub-blocks when
+/// `BATCHED` (llama.cpp's groups of four), per super-block when not (its `gemv`); the result is
+/// `acc − mins` (as `x86::q4k_rows`). `acts` holds [`ROWS`] rows.
 #[inline(always)]
-pub(super) unsafe fn q4k_rows8<D: DotU8I8>(w: &[u8], acts: &[&[Q8KBlock]], out: &mut [f32]) {
+pub(super) unsafe fn q4k_rows8<D: DotU8I8, const BATCHED: bool>(w: &[u8], acts: &[&[Q8KBlock]], out: &mut [f32]) {
     const BYTES: usize = 144;
     debug_assert!(acts.len() == ROWS && out.len() >= ROWS);
     let nb = acts[0].len();
@@ -69,21 +70,28 @@ pub(super) unsafe fn q4k_rows8<D: DotU8I8>(w: &[u8], acts: &[&[Q8KBlock]], out: 
         let m: [__m256i; ROWS] = std::array::from_fn(|r| {
             _mm256_madd_epi16(_mm256_loadu_si256(acts.get_unchecked(r).get_unchecked(ib).bsums.as_ptr() as *const __m256i), mins16)
         });
-        let msums = pair_sums_by_row(&m);
+        let msums = if BATCHED { pair_sums_by_row(&m) } else { [hsums8(&m); 4] };
         let qs = b.add(16);
+        let mut sumi = [_mm256_setzero_si256(); ROWS];
         for (j, msum) in msums.iter().enumerate() {
             let bits = _mm256_loadu_si256(qs.add(32 * j) as *const __m256i);
             let lo = _mm256_and_si256(bits, _mm256_set1_epi8(0x0f));
             let hi = _mm256_and_si256(_mm256_srli_epi16(bits, 4), _mm256_set1_epi8(0x0f));
             let (sl, sh) = (_mm256_set1_epi16(scales[2 * j] as i16), _mm256_set1_epi16(scales[2 * j + 1] as i16));
-            let mut sumi = [_mm256_setzero_si256(); ROWS];
             for (r, s) in sumi.iter_mut().enumerate() {
                 let q = acts.get_unchecked(r).get_unchecked(ib).qs.as_ptr().add(64 * j);
                 *s = D::dot_scaled(*s, lo, _mm256_loadu_si256(q as *const __m256i), sl);
                 *s = D::dot_scaled(*s, hi, _mm256_loadu_si256(q.add(32) as *const __m256i), sh);
             }
+            if BATCHED {
+                acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(hsums8(&sumi)), dd, acc);
+                mins_acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(*msum), dmin, mins_acc);
+                sumi = [_mm256_setzero_si256(); ROWS];
+            }
+        }
+        if !BATCHED {
             acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(hsums8(&sumi)), dd, acc);
-            mins_acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(*msum), dmin, mins_acc);
+            mins_acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(msums[0]), dmin, mins_acc);
         }
     }
     _mm256_storeu_ps(out.as_mut_ptr(), _mm256_sub_ps(acc, mins_acc));
