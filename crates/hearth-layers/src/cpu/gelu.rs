@@ -78,7 +78,7 @@ pub fn gelu_in_place(v: &mut [f32]) {
         return;
     }
     for x in v.iter_mut() {
-        *x = gelu_f16_table(*x);
+        *x = gelu_at(*x, f16::from_f32(*x).to_bits(), table);
     }
 }
 

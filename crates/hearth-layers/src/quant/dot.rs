@@ -111,6 +111,22 @@ fn q8_0(b: &[u8], a: &Q8Block) -> f32 {
     sum as f32 * (f16_at(b, 0) * a.d)
 }
 
+/// The eight 6-bit (scale, min) pairs packed into Q4_K's 12 scale bytes.
+#[inline(always)]
+pub(crate) fn k4_scales(s: &[u8]) -> ([u8; 8], [u8; 8]) {
+    let (mut sc, mut mn) = ([0u8; 8], [0u8; 8]);
+    for j in 0..8 {
+        if j < 4 {
+            sc[j] = s[j] & 63;
+            mn[j] = s[j + 4] & 63;
+        } else {
+            sc[j] = (s[j + 4] & 0x0f) | ((s[j - 4] >> 6) << 4);
+            mn[j] = (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
+        }
+    }
+    (sc, mn)
+}
+
 /// Dequantize one row of blocks into `dst`.
 pub(crate) fn dequantize(dtype: GgmlDType, w: &[u8], dst: &mut [f32]) {
     use GgmlDType as D;

@@ -1,7 +1,7 @@
 //! Which instruction set the quantized kernels use, chosen once at run time from the CPU's features.
 //!
-//! [`force`] (the CLI's `HEARTH_ISA=scalar|avx2|avx512vnni`) pins a path no wider than what the CPU
-//! has, for benchmarks that compare paths; a path the CPU lacks falls back to detection.
+//! [`force`] (the CLI's `HEARTH_ISA=scalar|neon|avx2|avx512vnni`) pins a path no wider than what the
+//! CPU has, for benchmarks that compare paths; a path the CPU lacks falls back to detection.
 
 use std::sync::OnceLock;
 
@@ -9,6 +9,8 @@ use std::sync::OnceLock;
 pub enum Isa {
     /// Portable Rust, every platform.
     Scalar,
+    /// arm64 NEON (every ARMv8 core): 8-bit products widened and pairwise-added.
+    Neon,
     /// x86-64 AVX2 + FMA: 256-bit integer dot products through `vpmaddubsw`.
     Avx2,
     /// AVX2 plus AVX-512 VNNI/VL/BW: the same kernels with `vpdpbusd` and mask registers.
@@ -19,6 +21,7 @@ impl Isa {
     pub fn name(self) -> &'static str {
         match self {
             Isa::Scalar => "scalar",
+            Isa::Neon => "neon",
             Isa::Avx2 => "avx2+fma",
             Isa::Avx512Vnni => "avx512-vnni",
         }
@@ -39,12 +42,26 @@ impl Isa {
                 return Isa::Avx2;
             }
         }
+        #[cfg(target_arch = "aarch64")]
+        return Isa::Neon;
+        #[allow(unreachable_code)]
         Isa::Scalar
     }
 
     /// Every path this CPU can run, narrowest first (what the property tests cover).
     pub fn available() -> Vec<Isa> {
-        [Isa::Scalar, Isa::Avx2, Isa::Avx512Vnni].into_iter().filter(|&i| i <= Isa::detect()).collect()
+        [Isa::Scalar, Isa::Neon, Isa::Avx2, Isa::Avx512Vnni].into_iter().filter(|i| i.runs_here()).collect()
+    }
+
+    /// Whether this CPU can run this path: the scalar one, or one of its own architecture no wider
+    /// than what it has.
+    pub fn runs_here(self) -> bool {
+        let detected = Isa::detect();
+        match self {
+            Isa::Scalar => true,
+            Isa::Neon => detected == Isa::Neon,
+            Isa::Avx2 | Isa::Avx512Vnni => detected >= Isa::Avx2 && self <= detected,
+        }
     }
 }
 
@@ -58,7 +75,7 @@ pub fn active() -> Isa {
 /// Use `isa` (or the widest path the CPU has, if narrower) for the rest of the process. Only takes
 /// effect before the first kernel runs; returns the path in effect.
 pub fn force(isa: Isa) -> Isa {
-    *ACTIVE.get_or_init(|| isa.min(Isa::detect()))
+    *ACTIVE.get_or_init(|| if isa.runs_here() { isa } else { Isa::detect() })
 }
 
 impl std::str::FromStr for Isa {
@@ -66,9 +83,10 @@ impl std::str::FromStr for Isa {
     fn from_str(s: &str) -> Result<Self, String> {
         match s {
             "scalar" => Ok(Isa::Scalar),
+            "neon" => Ok(Isa::Neon),
             "avx2" => Ok(Isa::Avx2),
             "avx512vnni" => Ok(Isa::Avx512Vnni),
-            other => Err(format!("unknown instruction set '{other}' (scalar, avx2, avx512vnni)")),
+            other => Err(format!("unknown instruction set '{other}' (scalar, neon, avx2, avx512vnni)")),
         }
     }
 }

@@ -7,6 +7,8 @@
 mod activations;
 mod dot;
 pub mod isa;
+#[cfg(target_arch = "aarch64")]
+mod neon;
 #[cfg(test)]
 mod tests;
 #[cfg(target_arch = "x86_64")]
@@ -187,7 +189,7 @@ pub fn matmul_many(mats: &[&QuantMatrix], xs: &[f32], m: usize, batching: &[RowB
 }
 
 fn matmul_many_with(isa: Isa, mats: &[&QuantMatrix], xs: &[f32], m: usize, batching: &[RowBatch]) -> Vec<Vec<f32>> {
-    let isa = isa.min(Isa::detect());
+    let isa = if isa.runs_here() { isa } else { Isa::Scalar };
     let Some(k) = mats.first().map(|q| q.cols) else {
         return Vec::new();
     };
@@ -269,6 +271,14 @@ fn rows_dots(
         match acts {
             activations::Activations::Q8(a) => x86::legacy_rows_all(isa, dtype, w, rb, a, m, out),
             activations::Activations::Q8K(a) => x86::k_rows_all(isa, dtype, w, rb, a, m, out, batching),
+        }
+        return;
+    }
+    #[cfg(target_arch = "aarch64")]
+    if isa == Isa::Neon && neon::has_kernel(dtype) {
+        match acts {
+            activations::Activations::Q8(a) => neon::legacy_rows_all(dtype, w, rb, a, m, out),
+            activations::Activations::Q8K(a) => neon::k_rows_all(dtype, w, rb, a, m, out),
         }
         return;
     }

@@ -128,6 +128,10 @@ proptest! {
                         let magnitude: f64 = (0..cols).map(|c| (wd[r * cols + c] as f64 * x[i * cols + c] as f64).abs()).sum();
                         let (a, b) = (y[i * rows + r] as f64, scalar[i * rows + r] as f64);
                         prop_assert!((a - b).abs() <= 2e-5 * magnitude + 1e-6, "{dtype:?} on {}: row {r} input {i}: {a} vs scalar {b}", isa.name());
+                        // NEON keeps the scalar path's float steps for the 32-value formats.
+                        if isa == super::Isa::Neon && !q.uses_q8k() {
+                            prop_assert_eq!(a.to_bits(), b.to_bits(), "{:?} on neon: row {} input {}", dtype, r, i);
+                        }
                     }
                 }
             }
@@ -142,7 +146,10 @@ fn this_cpu_reports_its_simd_path() {
     if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
         assert!(super::Isa::detect() >= super::Isa::Avx2);
     }
+    #[cfg(target_arch = "aarch64")]
+    assert_eq!(super::Isa::detect(), super::Isa::Neon);
     assert_eq!(super::Isa::available()[0], super::Isa::Scalar);
+    assert!(super::Isa::available().iter().all(|i| i.runs_here()));
 }
 
 proptest! {

@@ -8,6 +8,7 @@
 
 use super::activations::{Q8Block, Q8KBlock};
 use super::isa::Isa;
+use super::dot::k4_scales;
 use super::x86_kbatch;
 use super::{OutPtr, RowBatch};
 use candle_core::quantized::GgmlDType;
@@ -351,22 +352,6 @@ unsafe fn hsum_i32(x: __m256i) -> i32 {
     let r = _mm_add_epi32(_mm256_extracti128_si256(x, 1), _mm256_castsi256_si128(x));
     let r = _mm_add_epi32(r, _mm_shuffle_epi32(r, 0x4e));
     _mm_cvtsi128_si32(_mm_add_epi32(r, _mm_shuffle_epi32(r, 0xb1)))
-}
-
-/// The eight 6-bit (scale, min) pairs packed into Q4_K's 12 scale bytes.
-#[inline(always)]
-pub(super) fn k4_scales(s: &[u8]) -> ([u8; 8], [u8; 8]) {
-    let (mut sc, mut mn) = ([0u8; 8], [0u8; 8]);
-    for j in 0..8 {
-        if j < 4 {
-            sc[j] = s[j] & 63;
-            mn[j] = s[j + 4] & 63;
-        } else {
-            sc[j] = (s[j + 4] & 0x0f) | ((s[j - 4] >> 6) << 4);
-            mn[j] = (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
-        }
-    }
-    (sc, mn)
 }
 
 /// Q6_K: 16 sub-blocks of 16 with i8 scales; values are 4 low bits in `ql`, 2 high bits in `qh`, minus 32.

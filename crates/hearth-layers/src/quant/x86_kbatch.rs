@@ -9,7 +9,8 @@
 //! and each row's lane performs the same f32 operations (`d · d8`, convert, one FMA) in block order.
 
 use super::activations::Q8KBlock;
-use super::x86::{f16_at, k4_scales, pairs_i16, DotU8I8};
+use super::dot::k4_scales;
+use super::x86::{f16_at, pairs_i16, DotU8I8};
 use std::arch::x86_64::*;
 
 /// Activation rows per pass.
