@@ -365,7 +365,6 @@ unsafe fn q6k_rows<D: DotU8I8, S: Sums, const R: usize>(w: &[u8], acts: &[&[Q8KB
     debug_assert!(w.len() >= nb * BYTES);
     let mut acc = [_mm256_setzero_ps(); R];
     let mut tiled = [0f32; R];
-    let m4 = _mm256_set1_epi8(0x0f);
     for ib in 0..nb {
         let b = w.as_ptr().add(ib * BYTES);
         let (ql, qh, sc) = (b, b.add(128), b.add(192) as *const i8);
@@ -373,18 +372,7 @@ unsafe fn q6k_rows<D: DotU8I8, S: Sums, const R: usize>(w: &[u8], acts: &[&[Q8KB
         let scales16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(sc as *const __m128i));
         let mut sumi = [_mm256_setzero_si256(); R];
         for half in 0..2 {
-            let l0 = _mm256_loadu_si256(ql.add(64 * half) as *const __m256i);
-            let l1 = _mm256_loadu_si256(ql.add(64 * half + 32) as *const __m256i);
-            let h = _mm256_loadu_si256(qh.add(32 * half) as *const __m256i);
-            let h03 = _mm256_set1_epi8(0x30);
-            // Four groups of 32 values (elements 0..32, 32..64, 64..96, 96..128 of this half), 0..63 each.
-            let q = [
-                _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_and_si256(_mm256_slli_epi16(h, 4), h03)),
-                _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_and_si256(_mm256_slli_epi16(h, 2), h03)),
-                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4), _mm256_and_si256(h, h03)),
-                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4), _mm256_and_si256(_mm256_srli_epi16(h, 2), h03)),
-            ];
-            for (g, qg) in q.iter().enumerate() {
+            for (g, qg) in x86_kbatch::q6k_groups(ql, qh, half).iter().enumerate() {
                 // Lanes 0..4 hold values 0..16 of the group (first scale), lanes 4..8 values 16..32.
                 let scale = x86_kbatch::sub_block_scales(sc, 8 * half + 2 * g);
                 for r in 0..R {

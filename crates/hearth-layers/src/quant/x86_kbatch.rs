@@ -107,7 +107,6 @@ pub(super) unsafe fn q6k_rows8<D: DotU8I8>(w: &[u8], acts: &[&[Q8KBlock]], out: 
     let nb = acts[0].len();
     debug_assert!(w.len() >= nb * BYTES);
     let mut acc = _mm256_setzero_ps();
-    let (m4, h03) = (_mm256_set1_epi8(0x0f), _mm256_set1_epi8(0x30));
     for ib in 0..nb {
         let b = w.as_ptr().add(ib * BYTES);
         let (ql, qh, sc) = (b, b.add(128), b.add(192) as *const i8);
@@ -118,16 +117,7 @@ pub(super) unsafe fn q6k_rows8<D: DotU8I8>(w: &[u8], acts: &[&[Q8KBlock]], out: 
             _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(_mm256_madd_epi16(bsums, scales16), 5))
         });
         for half in 0..2 {
-            let l0 = _mm256_loadu_si256(ql.add(64 * half) as *const __m256i);
-            let l1 = _mm256_loadu_si256(ql.add(64 * half + 32) as *const __m256i);
-            let h = _mm256_loadu_si256(qh.add(32 * half) as *const __m256i);
-            let q = [
-                _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_and_si256(_mm256_slli_epi16(h, 4), h03)),
-                _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_and_si256(_mm256_slli_epi16(h, 2), h03)),
-                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4), _mm256_and_si256(h, h03)),
-                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4), _mm256_and_si256(_mm256_srli_epi16(h, 2), h03)),
-            ];
-            for (g, qg) in q.iter().enumerate() {
+            for (g, qg) in q6k_groups(ql, qh, half).iter().enumerate() {
                 let scale = sub_block_scales(sc, 8 * half + 2 * g);
                 for (r, s) in sumi.iter_mut().enumerate() {
                     let a = acts.get_unchecked(r).get_unchecked(ib).qs.as_ptr().add(128 * half + 32 * g);
@@ -146,4 +136,20 @@ pub(super) unsafe fn q6k_rows8<D: DotU8I8>(w: &[u8], acts: &[&[Q8KBlock]], out: 
 #[inline(always)]
 pub(super) unsafe fn sub_block_scales(sc: *const i8, s: usize) -> __m256i {
     _mm256_setr_m128i(_mm_set1_epi16(*sc.add(s) as i16), _mm_set1_epi16(*sc.add(s + 1) as i16))
+}
+
+/// One half (128 values) of a Q6_K block as four groups of 32 unsigned values 0..63 (elements 0..32,
+/// 32..64, 64..96, 96..128 of the half): 4 low bits from `ql`, 2 high bits from `qh`.
+#[inline(always)]
+pub(super) unsafe fn q6k_groups(ql: *const u8, qh: *const u8, half: usize) -> [__m256i; 4] {
+    let (m4, h03) = (_mm256_set1_epi8(0x0f), _mm256_set1_epi8(0x30));
+    let l0 = _mm256_loadu_si256(ql.add(64 * half) as *const __m256i);
+    let l1 = _mm256_loadu_si256(ql.add(64 * half + 32) as *const __m256i);
+    let h = _mm256_loadu_si256(qh.add(32 * half) as *const __m256i);
+    [
+        _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_and_si256(_mm256_slli_epi16(h, 4), h03)),
+        _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_and_si256(_mm256_slli_epi16(h, 2), h03)),
+        _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4), _mm256_and_si256(h, h03)),
+        _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4), _mm256_and_si256(_mm256_srli_epi16(h, 2), h03)),
+    ]
 }
