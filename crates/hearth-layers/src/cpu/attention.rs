@@ -95,7 +95,7 @@ pub fn paged_attention_host(
     Ok(out)
 }
 
-fn run_tasks<T: KvElem>(tasks: &[Task], seqs: &[HostSeq<'_>], q: &[f32], kv: &KvRows<'_, T>, p: &AttentionParams, out: &OutPtr) {
+fn run_tasks<T: KvElem + reduce::SharedElem>(tasks: &[Task], seqs: &[HostSeq<'_>], q: &[f32], kv: &KvRows<'_, T>, p: &AttentionParams, out: &OutPtr) {
     tasks.par_iter().for_each(|task| {
         let s = &seqs[task.seq];
         let (lo, hi) = key_range(task, s, p);
@@ -104,6 +104,10 @@ fn run_tasks<T: KvElem>(tasks: &[Task], seqs: &[HostSeq<'_>], q: &[f32], kv: &Kv
             let scores = &mut *cell.borrow_mut();
             if let Some(kv) = T::as_f32_rows(kv) {
                 return run_task(task, s, q, &kv, &s.slots[lo..hi], koff, p, scores, out);
+            }
+            if reduce::reads_in_place(p.head_dim) {
+                // The kernels widen f16 rows as they load them.
+                return run_task(task, s, q, kv, &s.slots[lo..hi], koff, p, scores, out);
             }
             // Narrow rows are widened once per task (exactly), not once per query that reads them.
             WIDE.with(|wide| {
@@ -176,11 +180,11 @@ pub(crate) struct KvRows<'a, T> {
 
 /// `slots`: cache rows of the task's key positions (see [`key_range`]); `koff`: its KV head's offset.
 #[allow(clippy::too_many_arguments)]
-fn run_task(
+fn run_task<E: reduce::SharedElem>(
     task: &Task,
     s: &HostSeq<'_>,
     q: &[f32],
-    kv: &KvRows<'_, f32>,
+    kv: &KvRows<'_, E>,
     slots: &[u32],
     koff: usize,
     p: &AttentionParams,

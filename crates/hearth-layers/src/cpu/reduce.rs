@@ -141,7 +141,7 @@ pub fn weighted_sum<'v>(
 /// of them at once (`rows`: one row of `stride` scores per query, filled at `range`; `key(j)`: the
 /// key of column `j`), reading each key once for up to four of them where AVX-512 allows. Every
 /// score has the bits of [`dot`].
-pub fn dots_shared<'k>(queries: &[f32], hd: usize, key: impl Fn(usize) -> &'k [f32], rows: &mut [f32], stride: usize, range: Range<usize>) {
+pub fn dots_shared<'k, E: SharedElem + 'k>(queries: &[f32], hd: usize, key: impl Fn(usize) -> &'k [E], rows: &mut [f32], stride: usize, range: Range<usize>) {
     let g = if hd == 0 { 0 } else { queries.len() / hd };
     assert!(range.start <= range.end && range.end <= stride && rows.len() >= g * stride, "score rows too short for {g} queries");
     for c in (0..g).step_by(4) {
@@ -150,24 +150,38 @@ pub fn dots_shared<'k>(queries: &[f32], hd: usize, key: impl Fn(usize) -> &'k [f
     }
 }
 
-fn dots_up_to_four<'k>(queries: &[f32], hd: usize, key: impl Fn(usize) -> &'k [f32], rows: &mut [f32], stride: usize, range: Range<usize>) {
+fn dots_up_to_four<'k, E: SharedElem + 'k>(queries: &[f32], hd: usize, key: impl Fn(usize) -> &'k [E], rows: &mut [f32], stride: usize, range: Range<usize>) {
     #[cfg(target_arch = "x86_64")]
-    if crate::quant::isa::active() >= crate::quant::isa::Isa::Avx512Vnni && hd.is_multiple_of(64) && !range.is_empty() {
+    if reads_in_place(hd) && !range.is_empty() {
         let r = (range.start, range.end);
         // SAFETY: AVX-512F is present (checked by `active`); `rows` holds a row of `stride` ≥
         // `range.end` per query, and there are 1 to 4 queries of `hd`.
         unsafe {
             return match queries.len() / hd {
-                1 => shared::dots::<1>(queries, hd, key, rows, stride, r),
-                2 => shared::dots::<2>(queries, hd, key, rows, stride, r),
-                3 => shared::dots::<3>(queries, hd, key, rows, stride, r),
-                _ => shared::dots::<4>(queries, hd, key, rows, stride, r),
+                1 => shared::dots::<E, 1>(queries, hd, key, rows, stride, r),
+                2 => shared::dots::<E, 2>(queries, hd, key, rows, stride, r),
+                3 => shared::dots::<E, 3>(queries, hd, key, rows, stride, r),
+                _ => shared::dots::<E, 4>(queries, hd, key, rows, stride, r),
             };
         }
     }
+    let wide = widen_rows::<E>(&key, range.clone(), hd);
+    let at = |j: usize| E::f32_row(key(range.start + j)).unwrap_or_else(|| &wide[j * hd..(j + 1) * hd]);
     for (query, row) in queries.chunks_exact(hd).zip(rows.chunks_mut(stride)) {
-        dots(query, |j| key(range.start + j), &mut row[range.clone()]);
+        dots(query, at, &mut row[range.clone()]);
     }
+}
+
+/// Rows `range` of `row(j)` widened to f32 side by side, `hd` each; empty for f32 rows (read as
+/// they are) and for rows shorter than `hd` (scored NaN by the kernels).
+fn widen_rows<'r, E: SharedElem + 'r>(row: impl Fn(usize) -> &'r [E], range: Range<usize>, hd: usize) -> Vec<f32> {
+    let mut wide = Vec::new();
+    if range.clone().all(|j| E::f32_row(row(j)).is_none() && row(j).len() >= hd) {
+        for j in range {
+            wide.extend(row(j)[..hd].iter().map(|&x| x.to_f32()));
+        }
+    }
+    wide
 }
 
 /// [`weighted_sum`] for the `rows.len() / stride` queries of [`dots_shared`]: `out` holds their
@@ -175,11 +189,11 @@ fn dots_up_to_four<'k>(queries: &[f32], hd: usize, key: impl Fn(usize) -> &'k [f
 /// position `first`. Each value row is read once for up to four queries where AVX-512 allows; every
 /// output has the bits of [`weighted_sum`].
 #[allow(clippy::too_many_arguments)]
-pub fn weighted_sums_shared<'v>(
+pub fn weighted_sums_shared<'v, E: SharedElem + 'v>(
     rows: &[f32],
     stride: usize,
     range: Range<usize>,
-    value: impl Fn(usize) -> &'v [f32],
+    value: impl Fn(usize) -> &'v [E],
     first: usize,
     order: SumOrder,
     lanes: &mut Vec<f32>,
@@ -196,11 +210,11 @@ pub fn weighted_sums_shared<'v>(
 }
 
 #[allow(clippy::too_many_arguments)]
-fn weighted_sums_up_to_four<'v>(
+fn weighted_sums_up_to_four<'v, E: SharedElem + 'v>(
     rows: &[f32],
     stride: usize,
     range: Range<usize>,
-    value: impl Fn(usize) -> &'v [f32],
+    value: impl Fn(usize) -> &'v [E],
     first: usize,
     order: SumOrder,
     lanes: &mut Vec<f32>,
@@ -209,23 +223,70 @@ fn weighted_sums_up_to_four<'v>(
     let g = rows.len() / stride;
     let hd = out.len() / g;
     #[cfg(target_arch = "x86_64")]
-    if crate::quant::isa::active() >= crate::quant::isa::Isa::Avx512Vnni && hd.is_multiple_of(64) && hd > 0 {
+    if reads_in_place(hd) {
         let (r, n) = ((range.start, range.end), order.lanes());
         // SAFETY: AVX-512F is present (checked by `active`); `rows` holds 1 to 4 rows of `stride` ≥
         // `range.end`, and `out` one output of `hd` per row.
         unsafe {
             return match g {
-                1 => shared::weighted_sums::<1>(rows, stride, r, value, first, n, lanes, out),
-                2 => shared::weighted_sums::<2>(rows, stride, r, value, first, n, lanes, out),
-                3 => shared::weighted_sums::<3>(rows, stride, r, value, first, n, lanes, out),
-                _ => shared::weighted_sums::<4>(rows, stride, r, value, first, n, lanes, out),
+                1 => shared::weighted_sums::<E, 1>(rows, stride, r, value, first, n, lanes, out),
+                2 => shared::weighted_sums::<E, 2>(rows, stride, r, value, first, n, lanes, out),
+                3 => shared::weighted_sums::<E, 3>(rows, stride, r, value, first, n, lanes, out),
+                _ => shared::weighted_sums::<E, 4>(rows, stride, r, value, first, n, lanes, out),
             };
         }
     }
+    let wide = widen_rows::<E>(&value, range.clone(), hd);
+    let at = |j: usize| E::f32_row(value(range.start + j)).unwrap_or_else(|| &wide[j * hd..(j + 1) * hd]);
     for (row, o) in rows.chunks_exact(stride).zip(out.chunks_exact_mut(hd.max(1))) {
-        weighted_sum(&row[range.clone()], |j| value(range.start + j), first, order, lanes, o);
+        weighted_sum(&row[range.clone()], at, first, order, lanes, o);
     }
 }
+
+/// Whether the shared kernels read rows of `hd` in place, f16 included (AVX-512, whole 64-wide steps).
+/// Elsewhere they take f32 rows as they are and widen f16 ones per call: the caller should widen them
+/// once instead.
+pub fn reads_in_place(hd: usize) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    return hd > 0 && hd.is_multiple_of(64) && crate::quant::isa::active() >= crate::quant::isa::Isa::Avx512Vnni;
+    #[allow(unreachable_code)]
+    false
+}
+
+/// A KV cache element the shared kernels take: f32, or f16 (widened exactly).
+pub trait SharedElem: Copy + Send + Sync + 'static + SharedLanes {
+    /// The row itself when it is f32.
+    fn f32_row(row: &[Self]) -> Option<&[f32]>;
+    fn to_f32(self) -> f32;
+}
+
+impl SharedElem for f32 {
+    fn f32_row(row: &[f32]) -> Option<&[f32]> {
+        Some(row)
+    }
+    fn to_f32(self) -> f32 {
+        self
+    }
+}
+
+impl SharedElem for half::f16 {
+    fn f32_row(_row: &[half::f16]) -> Option<&[f32]> {
+        None
+    }
+    fn to_f32(self) -> f32 {
+        half::f16::to_f32(self)
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+pub use shared::Lanes16 as SharedLanes;
+/// What the x86 kernels need of an element (nothing elsewhere).
+#[cfg(not(target_arch = "x86_64"))]
+pub trait SharedLanes {}
+#[cfg(not(target_arch = "x86_64"))]
+impl SharedLanes for f32 {}
+#[cfg(not(target_arch = "x86_64"))]
+impl SharedLanes for half::f16 {}
 
 #[cfg(target_arch = "x86_64")]
 #[path = "reduce_shared.rs"]
@@ -492,6 +553,18 @@ mod tests {
                 let got = &out[q * hd..(q + 1) * hd];
                 prop_assert_eq!(got.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), one.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), "sums of query {}", q);
             }
+            // f16 rows (read in place on AVX-512, widened first elsewhere) give what their f32 widening gives.
+            let narrow = |v: &[f32]| -> Vec<half::f16> { v.iter().map(|&x| half::f16::from_f32(x)).collect() };
+            let (ks16, vs16) = (narrow(&ks), narrow(&vs));
+            let (ksw, vsw): (Vec<f32>, Vec<f32>) = (ks16.iter().map(|x| x.to_f32()).collect(), vs16.iter().map(|x| x.to_f32()).collect());
+            let (mut rows16, mut rows_w) = (vec![0f32; g * keys], vec![0f32; g * keys]);
+            dots_shared(&queries, hd, |j| &ks16[j * hd..(j + 1) * hd], &mut rows16, keys, lo..hi);
+            dots_shared(&queries, hd, |j| &ksw[j * hd..(j + 1) * hd], &mut rows_w, keys, lo..hi);
+            prop_assert_eq!(rows16.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), rows_w.iter().map(|x| x.to_bits()).collect::<Vec<_>>());
+            let (mut out16, mut out_w) = (vec![0f32; g * hd], vec![0f32; g * hd]);
+            weighted_sums_shared(&probs, keys, lo..hi, |j| &vs16[j * hd..(j + 1) * hd], first, order, &mut lanes, &mut out16);
+            weighted_sums_shared(&probs, keys, lo..hi, |j| &vsw[j * hd..(j + 1) * hd], first, order, &mut lanes, &mut out_w);
+            prop_assert_eq!(out16.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), out_w.iter().map(|x| x.to_bits()).collect::<Vec<_>>());
         }
     }
 

@@ -11,6 +11,26 @@
 use super::x86::{lane_tree, tree8};
 use std::arch::x86_64::*;
 
+/// A KV row element these kernels read in place: f32, or f16 widened (exactly) as it is loaded.
+pub trait Lanes16: Copy {
+    /// 16 elements from `p` as f32.
+    unsafe fn load16(p: *const Self) -> __m512;
+}
+
+impl Lanes16 for f32 {
+    #[inline(always)]
+    unsafe fn load16(p: *const f32) -> __m512 {
+        _mm512_loadu_ps(p)
+    }
+}
+
+impl Lanes16 for half::f16 {
+    #[inline(always)]
+    unsafe fn load16(p: *const half::f16) -> __m512 {
+        _mm512_cvtph_ps(_mm256_loadu_si256(p as *const __m256i))
+    }
+}
+
 /// The upper eight lanes of `v`.
 #[inline(always)]
 unsafe fn upper8(v: __m512) -> __m256 {
@@ -20,10 +40,10 @@ unsafe fn upper8(v: __m512) -> __m256 {
 /// `rows[g · stride + j]` = `queries[g] · key(j)` for `j` in `lo..hi`. `queries` holds `G` rows of
 /// `hd` (a multiple of 64); a key shorter than `hd` scores NaN.
 #[target_feature(enable = "avx2,fma,avx512f")]
-pub(super) unsafe fn dots<'k, const G: usize>(
+pub(super) unsafe fn dots<'k, E: Lanes16 + 'k, const G: usize>(
     queries: &[f32],
     hd: usize,
-    key: impl Fn(usize) -> &'k [f32],
+    key: impl Fn(usize) -> &'k [E],
     rows: &mut [f32],
     stride: usize,
     (lo, hi): (usize, usize),
@@ -44,7 +64,7 @@ pub(super) unsafe fn dots<'k, const G: usize>(
             // Accumulator c of query g: lanes of dimensions 64·i + 16·c .. +16, as `ggml_vec_dot_f32`.
             let mut acc = [[_mm512_setzero_ps(); 4]; G];
             for i in (0..hd).step_by(64) {
-                let kv: [__m512; 4] = std::array::from_fn(|c| _mm512_loadu_ps(k.as_ptr().add(i + 16 * c)));
+                let kv: [__m512; 4] = std::array::from_fn(|c| E::load16(k.as_ptr().add(i + 16 * c)));
                 for (g, a) in acc.iter_mut().enumerate() {
                     for c in 0..4 {
                         a[c] = _mm512_fmadd_ps(_mm512_loadu_ps(q.add(g * hd + i + 16 * c)), kv[c], a[c]);
@@ -70,11 +90,11 @@ pub(super) unsafe fn dots<'k, const G: usize>(
 /// value row's length; `lanes` is scratch space, resized here.
 #[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx2,fma,avx512f")]
-pub(super) unsafe fn weighted_sums<'v, const G: usize>(
+pub(super) unsafe fn weighted_sums<'v, E: Lanes16 + 'v, const G: usize>(
     rows: &[f32],
     stride: usize,
     (lo, hi): (usize, usize),
-    value: impl Fn(usize) -> &'v [f32],
+    value: impl Fn(usize) -> &'v [E],
     first: usize,
     n_lanes: usize,
     lanes: &mut Vec<f32>,
@@ -94,7 +114,7 @@ pub(super) unsafe fn weighted_sums<'v, const G: usize>(
             while j < hi {
                 let v = value(j);
                 assert!(v.len() >= hd, "a value row is shorter than the head");
-                let vv: [__m512; 4] = std::array::from_fn(|c| _mm512_loadu_ps(v.as_ptr().add(d0 + 16 * c)));
+                let vv: [__m512; 4] = std::array::from_fn(|c| E::load16(v.as_ptr().add(d0 + 16 * c)));
                 for (g, a) in acc.iter_mut().enumerate() {
                     let pv = _mm512_set1_ps(*p.add(g * stride + j));
                     for c in 0..4 {
