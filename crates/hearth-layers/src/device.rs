@@ -208,23 +208,140 @@ pub fn memory_in_use(device: &Device) -> Option<u64> {
 }
 
 /// `x` (`[.., k]`, f32) times `w^T` for a bf16/f16 weight `w` (`[n, k]`) in one kernel that reads
-/// the weight once for up to 8 activation rows (decode) and needs no casts, when the device has one;
+/// the weight once for up to 6 activation rows (decode) and needs no casts, when the device has one;
 /// `None` means the caller takes the library path.
 pub fn dense_gemv(x: &Tensor, w: &Tensor) -> Result<Option<Tensor>> {
+    Ok(dense_gemv_many(x, &[w])?.and_then(|mut ys| ys.pop()))
+}
+
+/// [`dense_gemv`] for several weights over the same `x` (q/k/v), up to three per launch.
+pub fn dense_gemv_many(x: &Tensor, ws: &[&Tensor]) -> Result<Option<Vec<Tensor>>> {
+    #[cfg(feature = "cuda")]
+    if let Some((flat, dims)) = gemv_input(x, ws)? {
+        let mut outs = Vec::with_capacity(ws.len());
+        for chunk in ws.chunks(3) {
+            for y in cuda_kernels::dense_gemv_many(&flat, chunk)? {
+                let mut d = dims.clone();
+                d.push(y.dim(1)?);
+                outs.push(y.reshape(d)?);
+            }
+        }
+        return Ok(Some(outs));
+    }
+    let _ = (x, ws);
+    Ok(None)
+}
+
+/// silu(x gate^T) * (x up^T) in one kernel for bf16/f16 `gate`/`up` (`[n, k]`) and a few f32 rows
+/// `x` (`[.., k]`), when the device has one; `None` means the caller multiplies and activates itself.
+pub fn dense_swiglu(x: &Tensor, gate: &Tensor, up: &Tensor) -> Result<Option<Tensor>> {
+    #[cfg(feature = "cuda")]
+    if gate.dims() == up.dims() {
+        if let Some((flat, mut dims)) = gemv_input(x, &[gate, up])? {
+            dims.push(gate.dim(0)?);
+            return Ok(Some(cuda_kernels::dense_swiglu(&flat, gate, up)?.reshape(dims)?));
+        }
+    }
+    let _ = (x, gate, up);
+    Ok(None)
+}
+
+/// `x` as the GEMV kernels take it (`[rows, k]`, contiguous, aligned) and its leading dims, when
+/// `x` and every weight of `ws` suit them: f32 rows, 1..=6 of them, bf16/f16 weights of one dtype.
+#[cfg(feature = "cuda")]
+fn gemv_input(x: &Tensor, ws: &[&Tensor]) -> Result<Option<(Tensor, Vec<usize>)>> {
+    use candle_core::DType;
+    let Some(first) = ws.first() else { return Ok(None) };
+    if !x.device().is_cuda() || x.dtype() != DType::F32 || !matches!(first.dtype(), DType::BF16 | DType::F16) {
+        return Ok(None);
+    }
+    let k = first.dims2()?.1;
+    let rows = x.elem_count() / k.max(1);
+    let suits = |w: &&Tensor| {
+        w.dtype() == first.dtype() && w.dims2().is_ok_and(|(_, wk)| wk == k) && w.is_contiguous() && w.layout().start_offset() % 8 == 0
+    };
+    if x.dims().last() != Some(&k) || k % 8 != 0 || !(1..=cuda_kernels::DENSE_GEMV_MAX_ROWS).contains(&rows) || !ws.iter().all(suits) {
+        return Ok(None);
+    }
+    let flat = x.reshape((rows, k))?.contiguous()?;
+    if flat.layout().start_offset() % 4 != 0 {
+        return Ok(None);
+    }
+    let dims = x.dims()[..x.rank() - 1].to_vec();
+    Ok(Some((flat, dims)))
+}
+
+/// A 2-D f32 tensor's rows on the host (a step's logits), read one row at a time.
+pub struct HostRows {
+    cols: usize,
+    data: HostData,
+}
+
+enum HostData {
+    Vec(Vec<f32>),
+    #[cfg(feature = "cuda")]
+    Pinned(cuda_graph::PinnedRows),
+}
+
+impl HostRows {
+    /// Row `i`, or an empty slice past the last row.
+    pub fn row(&self, i: usize) -> &[f32] {
+        let all = match &self.data {
+            HostData::Vec(v) => v.as_slice(),
+            #[cfg(feature = "cuda")]
+            HostData::Pinned(p) => p.as_slice(),
+        };
+        all.get(i * self.cols..(i + 1) * self.cols).unwrap_or(&[])
+    }
+
+    pub fn rows(&self) -> usize {
+        let len = match &self.data {
+            HostData::Vec(v) => v.len(),
+            #[cfg(feature = "cuda")]
+            HostData::Pinned(p) => p.as_slice().len(),
+        };
+        len / self.cols.max(1)
+    }
+}
+
+/// Copies `[rows, cols]` `t` (any float dtype, as f32) to the host: on CUDA into a reused
+/// page-locked buffer (several times faster than a pageable copy, and no per-row vectors).
+pub fn rows_to_host(t: &Tensor) -> Result<HostRows> {
+    let (_, cols) = t.dims2()?;
+    let t = t.to_dtype(candle_core::DType::F32)?.contiguous()?;
+    #[cfg(feature = "cuda")]
+    if t.device().is_cuda() {
+        return Ok(HostRows { cols, data: HostData::Pinned(cuda_graph::copy_rows(&t)?) });
+    }
+    Ok(HostRows { cols, data: HostData::Vec(t.flatten_all()?.to_vec1::<f32>()?) })
+}
+
+/// `(x + r, RMSNorm(x + r) · w)` in one kernel for f32 tensors on a device that has one; `None`
+/// means the caller adds and normalises itself.
+pub fn add_rms_norm(x: &Tensor, r: &Tensor, w: &Tensor, eps: f32) -> Result<Option<(Tensor, Tensor)>> {
+    use candle_core::DType;
+    #[cfg(feature = "cuda")]
+    if x.device().is_cuda() && [x.dtype(), r.dtype(), w.dtype()] == [DType::F32; 3] && x.dims() == r.dims() {
+        return Ok(Some(cuda_kernels::add_rms_norm(x, r, w, eps)?));
+    }
+    let _ = (x, r, w, eps, DType::F32);
+    Ok(None)
+}
+
+/// `x` (`[.., k]`, f32) times `w^T` for a bf16/f16 weight `w` (`[n, k]`) by the device's matmul
+/// library with an f32 result (no cast of the output), when the device has one; `None` means the
+/// caller casts around a plain matmul.
+pub fn dense_gemm(x: &Tensor, w: &Tensor) -> Result<Option<Tensor>> {
     #[cfg(feature = "cuda")]
     if x.device().is_cuda() && x.dtype() == candle_core::DType::F32 && matches!(w.dtype(), candle_core::DType::BF16 | candle_core::DType::F16) {
         let (n, k) = w.dims2()?;
-        let rows = x.elem_count() / k.max(1);
-        let aligned = w.is_contiguous() && w.layout().start_offset() % 8 == 0;
-        if x.dims().last() == Some(&k) && k % 8 == 0 && (1..=cuda_kernels::DENSE_GEMV_MAX_ROWS).contains(&rows) && aligned {
-            let flat = x.reshape((rows, k))?.contiguous()?;
-            if flat.layout().start_offset() % 4 == 0 {
-                let mut dims = x.dims().to_vec();
-                if let Some(last) = dims.last_mut() {
-                    *last = n;
-                }
-                return Ok(Some(cuda_kernels::dense_gemv(&flat, w)?.reshape(dims)?));
+        if x.dims().last() == Some(&k) && x.elem_count() > 0 {
+            let mut dims = x.dims().to_vec();
+            let rows = x.elem_count() / k.max(1);
+            if let Some(last) = dims.last_mut() {
+                *last = n;
             }
+            return Ok(Some(cuda_kernels::gemm_f32_out(&x.reshape((rows, k))?, w)?.reshape(dims)?));
         }
     }
     let _ = (x, w);

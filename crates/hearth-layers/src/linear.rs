@@ -63,6 +63,9 @@ impl Linear {
         let blocks: Option<Vec<&QuantMatrix>> =
             layers.iter().map(|l| if let Weight::Blocks(m) = &l.weight { Some(m) } else { None }).collect();
         let Some(mats) = blocks.filter(|m| m.len() > 1) else {
+            if let Some(ys) = Self::device_gemv_many(layers, x)? {
+                return Ok(ys);
+            }
             return layers.iter().map(|l| l.forward_batched(x, batching)).collect();
         };
         let mut dims = x.dims().to_vec();
@@ -87,6 +90,33 @@ impl Linear {
             .collect()
     }
 
+    /// Dense device weights without bias over a few rows: one GEMV launch for all of them (the same
+    /// per-row arithmetic as one launch each), or `None`.
+    fn device_gemv_many(layers: &[&Linear], x: &Tensor) -> Result<Option<Vec<Tensor>>> {
+        let dense: Option<Vec<&Tensor>> = layers
+            .iter()
+            .map(|l| match (&l.weight, &l.bias) {
+                (Weight::Dense(w), None) if !w.device().is_cpu() && w.dtype() != x.dtype() => Some(w),
+                _ => None,
+            })
+            .collect();
+        match dense {
+            Some(ws) if ws.len() > 1 => crate::device::dense_gemv_many(x, &ws),
+            _ => Ok(None),
+        }
+    }
+
+    /// silu(gate(x)) * up(x) in one device kernel where there is one (dense bf16/f16 weights without
+    /// bias, decode-sized `x`); `None` means the caller runs the two layers and the activation.
+    pub fn forward_swiglu(gate: &Linear, up: &Linear, x: &Tensor) -> Result<Option<Tensor>> {
+        match (&gate.weight, &up.weight, &gate.bias, &up.bias) {
+            (Weight::Dense(g), Weight::Dense(u), None, None) if !g.device().is_cpu() && g.dtype() != x.dtype() => {
+                crate::device::dense_swiglu(x, g, u)
+            }
+            _ => Ok(None),
+        }
+    }
+
     /// `x`: `[..., in]` → `[..., out]`, every row multiplied as llama.cpp multiplies a row alone.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         self.forward_batched(x, &[])
@@ -104,7 +134,11 @@ impl Linear {
             Weight::Dense(w) if !w.device().is_cpu() => match crate::device::dense_gemv(x, w)? {
                 // A few rows (decode): one kernel reads the weight as stored, no casts.
                 Some(y) => y,
-                None => x.to_dtype(w.dtype())?.broadcast_matmul(&w.t()?)?.to_dtype(x.dtype())?,
+                // More rows: the library matmul, its result in f32 directly where the device can.
+                None => match crate::device::dense_gemm(x, w)? {
+                    Some(y) => y,
+                    None => x.to_dtype(w.dtype())?.broadcast_matmul(&w.t()?)?.to_dtype(x.dtype())?,
+                },
             },
             Weight::Dense(w) => x.broadcast_matmul(&w.to_dtype(x.dtype())?.t()?)?,
         };

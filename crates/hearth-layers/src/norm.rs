@@ -28,6 +28,17 @@ impl RmsNorm {
         Ok(Self { scale, host_scale, eps })
     }
 
+    /// `(x + r, forward(x + r))`: the residual stream and its normalised rows, in one device kernel
+    /// where there is one; elsewhere exactly the add, then [`Self::forward`].
+    pub fn forward_residual(&self, x: &Tensor, r: &Tensor) -> Result<(Tensor, Tensor)> {
+        if let Some(both) = crate::device::add_rms_norm(x, r, &self.scale, self.eps)? {
+            return Ok(both);
+        }
+        let s = (x + r)?;
+        let h = self.forward(&s)?;
+        Ok((s, h))
+    }
+
     /// Normalises over the last dimension.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let x = x.contiguous()?;

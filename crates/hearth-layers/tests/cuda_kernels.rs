@@ -27,11 +27,15 @@ fn round_to(v: Vec<f32>, dtype: DType) -> Vec<f32> {
 }
 
 fn check(heads: usize, kv_heads: usize, head_dim: usize, window: Option<usize>, softcap: Option<f32>, dtype: DType, seed: u64) {
-    let gpu = hearth_layers::select_device(DeviceSpec::Cuda(0)).expect("a CUDA device");
     // Few sequences, so the kernel splits their keys; 1100 keys give each split several chunks.
-    let lens = [1usize, 7, 33, 130, 1100];
+    check_lens(&[1, 7, 33, 130, 1100], heads, kv_heads, head_dim, window, softcap, dtype, seed);
+}
+
+#[allow(clippy::too_many_arguments)]
+fn check_lens(lens: &[usize], heads: usize, kv_heads: usize, head_dim: usize, window: Option<usize>, softcap: Option<f32>, dtype: DType, seed: u64) {
+    let gpu = hearth_layers::select_device(DeviceSpec::Cuda(0)).expect("a CUDA device");
     let block = 16;
-    let per_seq = 1100usize.div_ceil(block);
+    let per_seq = lens.iter().max().copied().unwrap_or(1).div_ceil(block);
     let blocks = per_seq * lens.len();
     let cfg = |dtype| KvCacheConfig { num_blocks: blocks, block_size: block, n_layers: 1, n_kv_heads: kv_heads, head_dim, dtype };
     let host = PagedKvCache::new(cfg(DType::F32), &Device::Cpu).expect("host cache");
@@ -93,6 +97,17 @@ fn decode_attention_matches_the_cpu_kernel() {
     check(8, 2, 64, None, Some(20.0), DType::F32, 7);
 }
 
+/// Enough sequences that no split is made (one block per sequence and KV head writes the output
+/// directly), with lengths that leave every lane group a partial last step.
+#[test]
+fn decode_attention_without_splits_matches_the_cpu_kernel() {
+    let lens: Vec<usize> = (0..70).map(|i| 1 + (i * 37) % 300).collect();
+    for (i, dtype) in [DType::F32, DType::F16, DType::BF16].into_iter().enumerate() {
+        check_lens(&lens, 32, 8, 64, None, None, dtype, 900 + i as u64);
+        check_lens(&lens, 16, 8, 128, Some(50), None, dtype, 950 + i as u64);
+    }
+}
+
 #[test]
 fn kv_write_puts_each_row_in_its_slot_and_nowhere_else() {
     let gpu = hearth_layers::select_device(DeviceSpec::Cuda(0)).expect("a CUDA device");
@@ -152,12 +167,109 @@ fn rope_kernel_matches_the_cpu_rope() {
     }
 }
 
+/// `x` (`[rows, k]`) times `w^T` (`[n, k]`) in f64 on the host.
+fn host_product(x: &[f32], w: &[f32], rows: usize, n: usize, k: usize) -> Vec<f64> {
+    (0..rows * n).map(|e| (0..k).map(|i| x[(e / n) * k + i] as f64 * w[(e % n) * k + i] as f64).sum()).collect()
+}
+
+/// Several weights in one GEMV launch (q/k/v; with k = 2056, two warps per row) and the fused SwiGLU
+/// form, against f64 host products.
+#[test]
+fn fused_gemv_forms_match_host_products() {
+    let gpu = hearth_layers::select_device(DeviceSpec::Cuda(0)).expect("a CUDA device");
+    for (k, dtype) in [(1032, DType::BF16), (1032, DType::F16), (2056, DType::BF16)] {
+        for rows in [1usize, 2, 5, 6] {
+            let ns = [96usize, 24, 40, 7];
+            let ws: Vec<Vec<f32>> = ns.iter().enumerate().map(|(i, &n)| round_to(noise(n * k, 70 + i as u64 + rows as u64), dtype)).collect();
+            let x = noise(rows * k, 80 + rows as u64);
+            let xt = Tensor::from_vec(x.clone(), (rows, k), &gpu).expect("x");
+            let wt: Vec<Tensor> = ws.iter().zip(ns).map(|(w, n)| Tensor::from_vec(w.clone(), (n, k), &gpu).and_then(|t| t.to_dtype(dtype)).expect("w")).collect();
+            let refs: Vec<&Tensor> = wt.iter().collect();
+            let got = hearth_layers::device::dense_gemv_many(&xt, &refs).expect("gemv").expect("a CUDA kernel");
+            let tol = 1e-4 * (k as f64).sqrt();
+            for (i, y) in got.iter().enumerate() {
+                assert_eq!(y.dims(), &[rows, ns[i]]);
+                let y = y.flatten_all().and_then(|t| t.to_vec1::<f32>()).expect("to host");
+                for (a, b) in y.iter().zip(host_product(&x, &ws[i], rows, ns[i], k)) {
+                    assert!((*a as f64 - b).abs() <= tol, "{dtype:?} rows {rows} weight {i}: {a} vs {b}");
+                }
+            }
+            let sw = hearth_layers::device::dense_swiglu(&xt, &wt[0], &wt[0].affine(0.5, 0.0).expect("up")).expect("swiglu").expect("a CUDA kernel");
+            let sw = sw.flatten_all().and_then(|t| t.to_vec1::<f32>()).expect("to host");
+            let g = host_product(&x, &ws[0], rows, ns[0], k);
+            for (a, g) in sw.iter().zip(g) {
+                let want = g / (1.0 + (-g).exp()) * (g * 0.5);
+                assert!((*a as f64 - want).abs() <= tol * (1.0 + g.abs()), "{dtype:?} rows {rows} swiglu: {a} vs {want}");
+            }
+        }
+    }
+}
+
+/// The library matmul with an f32 result (more than 6 rows) against an f64 host product of the same
+/// bf16/f16-rounded inputs.
+#[test]
+fn dense_gemm_matches_a_host_product() {
+    let gpu = hearth_layers::select_device(DeviceSpec::Cuda(0)).expect("a CUDA device");
+    for dtype in [DType::BF16, DType::F16] {
+        for (rows, n, k) in [(7usize, 33usize, 64usize), (64, 300, 2048), (513, 17, 8)] {
+            let w = round_to(noise(n * k, (rows + n) as u64), dtype);
+            let x = noise(rows * k, k as u64 + 3);
+            let wt = Tensor::from_vec(w.clone(), (n, k), &gpu).and_then(|t| t.to_dtype(dtype)).expect("w");
+            let xt = Tensor::from_vec(x.clone(), (rows, k), &gpu).expect("x");
+            let got = hearth_layers::device::dense_gemm(&xt, &wt).expect("gemm").expect("a CUDA path");
+            assert_eq!(got.dims(), &[rows, n]);
+            let got = got.flatten_all().and_then(|t| t.to_vec1::<f32>()).expect("to host");
+            let xr = round_to(x, dtype); // the activations are cast to the weight's dtype
+            for (i, (a, b)) in got.iter().zip(host_product(&xr, &w, rows, n, k)).enumerate() {
+                assert!((*a as f64 - b).abs() <= 1e-4 * (k as f64).sqrt(), "{dtype:?} {rows}x{n}x{k} [{i}]: {a} vs {b}");
+            }
+        }
+    }
+}
+
+/// The fused residual add + RMSNorm against the CPU's add and norm (llama.cpp's order, f64 sum).
+#[test]
+fn add_rms_norm_matches_the_cpu_norm() {
+    let gpu = hearth_layers::select_device(DeviceSpec::Cuda(0)).expect("a CUDA device");
+    for (rows, dim) in [(1usize, 2048usize), (5, 40), (64, 3000)] {
+        let (x, r, w) = (noise(rows * dim, dim as u64), noise(rows * dim, dim as u64 + 1), noise(dim, dim as u64 + 2));
+        let run = |device: &Device| {
+            let t = |v: &Vec<f32>, shape: &[usize]| Tensor::from_vec(v.clone(), shape, device).expect("tensor");
+            let norm = hearth_layers::RmsNorm::new(t(&w, &[dim]), 1e-5, 0.0).expect("norm");
+            let (s, h) = norm.forward_residual(&t(&x, &[rows, dim]), &t(&r, &[rows, dim])).expect("add norm");
+            let host = |t: Tensor| t.flatten_all().and_then(|t| t.to_vec1::<f32>()).expect("to host");
+            (host(s), host(h))
+        };
+        let ((ws, wh), (gs, gh)) = (run(&Device::Cpu), run(&gpu));
+        assert_eq!(ws, gs, "{rows} x {dim}: the sums are exact");
+        let worst = wh.iter().zip(&gh).map(|(a, b)| (a - b).abs() / (1.0 + a.abs())).fold(0f32, f32::max);
+        assert!(worst < 1e-5, "{rows} x {dim}: normed rows differ by {worst}");
+    }
+}
+
+/// Logits copied through the page-locked buffer equal a plain copy, also when the buffer is reused
+/// for a smaller and then a larger tensor.
+#[test]
+fn rows_to_host_matches_a_plain_copy() {
+    let gpu = hearth_layers::select_device(DeviceSpec::Cuda(0)).expect("a CUDA device");
+    for (rows, cols) in [(3usize, 1000usize), (1, 17), (64, 4099)] {
+        let t = Tensor::from_vec(noise(rows * cols, cols as u64), (rows, cols), &gpu).expect("t");
+        let want = t.to_vec2::<f32>().expect("plain copy");
+        let got = hearth_layers::device::rows_to_host(&t).expect("pinned copy");
+        assert_eq!(got.rows(), rows);
+        for (r, w) in want.iter().enumerate() {
+            assert_eq!(got.row(r), w.as_slice(), "row {r} of {rows} x {cols}");
+        }
+    }
+}
+
 /// The decode GEMV (f32 activations × bf16/f16 weights, 1–6 rows) against an f64 product of the same
 /// rounded weights on the host, for ragged row counts and k not a multiple of the 256-wide warp step.
 #[test]
 fn dense_gemv_matches_a_host_product() {
     let gpu = hearth_layers::select_device(DeviceSpec::Cuda(0)).expect("a CUDA device");
-    for (seed, &(n, k)) in [(1usize, 8usize), (5, 64), (130, 2056), (33, 4096)].iter().enumerate() {
+    // k of 2048+ splits rows over 2 warps, 8192+ over 4 (odd n: a block with one row past the end).
+    for (seed, &(n, k)) in [(1usize, 8usize), (5, 64), (130, 2056), (33, 4096), (9, 8200)].iter().enumerate() {
         for dtype in [DType::BF16, DType::F16] {
             for rows in 1..=9 {
                 let w = round_to(noise(n * k, seed as u64 * 31 + rows as u64), dtype);

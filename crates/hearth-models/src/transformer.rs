@@ -208,21 +208,42 @@ impl Transformer {
         if let Some(scale) = self.config.embed_scale {
             x = (x * scale as f64)?;
         }
+        // Each block hands back its MLP output unadded: the next norm adds it in the same kernel.
+        let mut pending = None;
         for (i, block) in self.blocks.iter().enumerate() {
-            x = self.block_forward(i, block, &x, plan, rope, cache)?;
+            (x, pending) = self.block_forward(i, block, &x, pending.as_ref(), plan, rope, cache)?;
         }
         // The last block kept only the rows that give logits.
-        let mut logits = self.lm_head.forward(&self.norm.forward(&x)?)?;
+        let h = match &pending {
+            Some(ff) => self.norm.forward_residual(&x, ff)?.1,
+            None => self.norm.forward(&x)?,
+        };
+        let mut logits = self.lm_head.forward(&h)?;
         if let Some(cap) = self.config.final_logit_softcap {
             logits = ((logits / cap as f64)?.tanh()? * cap as f64)?;
         }
         Ok(logits)
     }
 
-    fn block_forward(&self, layer: usize, b: &Block, x: &Tensor, plan: &BatchPlan, step_rope: &StepRope, cache: &PagedKvCache) -> Result<Tensor> {
+    /// One block over `x` plus `pending` (the previous block's MLP output, not yet added): returns
+    /// the residual stream after attention and this block's MLP output, for the caller to add.
+    #[allow(clippy::too_many_arguments)]
+    fn block_forward(
+        &self,
+        layer: usize,
+        b: &Block,
+        x: &Tensor,
+        pending: Option<&Tensor>,
+        plan: &BatchPlan,
+        step_rope: &StepRope,
+        cache: &PagedKvCache,
+    ) -> Result<(Tensor, Option<Tensor>)> {
         let c = &self.config;
         let t = x.dim(0)?;
-        let h = b.attn_norm.forward(x)?;
+        let (x, h) = match pending {
+            Some(ff) => b.attn_norm.forward_residual(x, ff)?,
+            None => (x.clone(), b.attn_norm.forward(x)?),
+        };
         let [q, k, v]: [Tensor; 3] = Linear::forward_many(&[&b.attn.q, &b.attn.k, &b.attn.v], &h, &plan.row_batching)?
             .try_into()
             .map_err(|_| ModelError::BadBatch("q/k/v projection returned the wrong count".into()))?;
@@ -261,21 +282,31 @@ impl Transformer {
             (Some(rows), true) => (x.index_select(rows, 0)?, attn.index_select(rows, 0)?, &[][..]),
             _ => (x.clone(), attn, &plan.row_batching[..]),
         };
-        let x = (x + attn)?;
-        let h = b.ffn_norm.forward(&x)?;
-        let [gate, up]: [Tensor; 2] = Linear::forward_many(&[&b.mlp.gate, &b.mlp.up], &h, ffn_batching)?
-            .try_into()
-            .map_err(|_| ModelError::BadBatch("gate/up projection returned the wrong count".into()))?;
-        let gate_up = match c.activation {
-            Activation::Silu => hearth_layers::cpu::swiglu(&gate, &up)?,
-            Activation::GeluTanh => (hearth_layers::cpu::gelu_tanh(&gate)? * up)?,
-        };
+        let (x, h) = b.ffn_norm.forward_residual(&x, &attn)?;
+        let gate_up = self.gated(&b.mlp, &h, ffn_batching)?;
         let ff = b.mlp.down.forward_batched(&gate_up, ffn_batching)?;
         let ff = match &b.ffn_post_norm {
             Some(n) => n.forward(&ff)?,
             None => ff,
         };
-        Ok((x + ff)?)
+        Ok((x, Some(ff)))
+    }
+
+    /// The MLP's activated product, act(gate(h)) * up(h): one device kernel for SwiGLU where there is
+    /// one (decode on CUDA), else the two projections and the activation.
+    fn gated(&self, mlp: &Mlp, h: &Tensor, batching: &[RowBatch]) -> Result<Tensor> {
+        if self.config.activation == Activation::Silu {
+            if let Some(y) = Linear::forward_swiglu(&mlp.gate, &mlp.up, h)? {
+                return Ok(y);
+            }
+        }
+        let [gate, up]: [Tensor; 2] = Linear::forward_many(&[&mlp.gate, &mlp.up], h, batching)?
+            .try_into()
+            .map_err(|_| ModelError::BadBatch("gate/up projection returned the wrong count".into()))?;
+        Ok(match self.config.activation {
+            Activation::Silu => hearth_layers::cpu::swiglu(&gate, &up)?,
+            Activation::GeluTanh => (hearth_layers::cpu::gelu_tanh(&gate)? * up)?,
+        })
     }
 
     /// Attention of every sequence's new tokens: `[t, n_heads * head_dim]`. On a host cache every

@@ -61,6 +61,15 @@ impl CustomOp3 for DecodeAttention {
         if k_l.shape() != v_l.shape() || k_l.shape().dims2()?.1 != p.n_kv_heads * p.head_dim {
             candle_core::bail!("decode attention: caches {:?} / {:?} for {} kv heads", k_l.shape(), v_l.shape(), p.n_kv_heads);
         }
+        let elem = k.dtype().size_in_bytes();
+        let Some(layout) = decode_attention_layout(head_dim, elem) else {
+            candle_core::bail!("decode attention: head_dim {head_dim} of {:?} rows is not a whole number of 16-byte loads", k.dtype());
+        };
+        let (k0, _) = range(k_l, "decode attention: k cache")?;
+        let (v0, _) = range(v_l, "decode attention: v cache")?;
+        if (k0 * elem) % 16 != 0 || (v0 * elem) % 16 != 0 {
+            candle_core::bail!("decode attention: cache views must start 16-byte aligned");
+        }
         let dev = q.device().clone();
         let q = view::<f32>(q, q_l, "decode attention: q")?;
         let (slots_guard, _) = self.slots.storage_and_layout();
@@ -83,7 +92,7 @@ impl CustomOp3 for DecodeAttention {
         let softcap = p.softcap.unwrap_or(0.0);
         macro_rules! launch {
             ($ty:ty, $name:literal) => {{
-                let func = dev.get_or_load_custom_func($name, "hearth_decode_attention", DECODE_ATTENTION_PTX)?;
+                let func = dev.get_or_load_custom_func(&format!(concat!($name, "_{}"), layout), "hearth_decode_attention", DECODE_ATTENTION_PTX)?;
                 let k = view::<$ty>(k, k_l, "decode attention: k cache")?;
                 let v = view::<$ty>(v, v_l, "decode attention: v cache")?;
                 let mut b = func.builder();
@@ -111,6 +120,22 @@ impl CustomOp3 for DecodeAttention {
         }
         Ok((CudaStorage::wrap_cuda_slice(out, dev), Shape::from((seqs, heads, head_dim))))
     }
+}
+
+/// The lane layout of a decode-attention entry point ("LPKxNV" in decode_attention.cu): LPK lanes per
+/// K/V row, each with NV 16-byte loads, the fewest that cover `head_dim` elements of `elem` bytes.
+fn decode_attention_layout(head_dim: usize, elem: usize) -> Option<&'static str> {
+    let per_load = 16 / elem;
+    if head_dim == 0 || head_dim > 256 || head_dim % per_load != 0 {
+        return None;
+    }
+    Some(match head_dim / per_load {
+        0..=4 => "4x1",
+        5..=8 => "8x1",
+        9..=16 => "16x1",
+        17..=32 => "32x1",
+        _ => "32x2",
+    })
 }
 
 /// `q` `[seqs, n_heads, head_dim]` f32, one decode token per sequence; `slots` the visible cache slots
@@ -224,57 +249,227 @@ const DENSE_GEMV_PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/dense_gemv.
 /// 4.1 ms through cuBLAS; at 4 rows the kernel took 3.2 ms. Past 6 rows cuBLAS is faster.
 pub const DENSE_GEMV_MAX_ROWS: usize = 6;
 
-/// `x` (f32 `[rows, k]`) times a bf16/f16 weight `[n, k]` transposed, in f32 (see dense_gemv.cu).
-struct DenseGemv;
+/// `x` (f32 `[rows, k]`) times up to three bf16/f16 weights `[n_i, k]` transposed, in f32, one output
+/// after the other in one buffer (see dense_gemv.cu); or, with `swiglu`, silu(x gate^T) * (x up^T).
+struct DenseGemv {
+    weights: Vec<Tensor>,
+    swiglu: bool,
+}
 
-impl candle_core::CustomOp2 for DenseGemv {
+impl candle_core::CustomOp1 for DenseGemv {
     fn name(&self) -> &'static str {
         "hearth-dense-gemv"
     }
 
-    fn cpu_fwd(&self, _: &candle_core::CpuStorage, _: &Layout, _: &candle_core::CpuStorage, _: &Layout) -> Result<(candle_core::CpuStorage, Shape)> {
+    fn cpu_fwd(&self, _: &candle_core::CpuStorage, _: &Layout) -> Result<(candle_core::CpuStorage, Shape)> {
         candle_core::bail!("hearth-dense-gemv runs on CUDA only")
     }
 
-    fn cuda_fwd(&self, x: &CudaStorage, x_l: &Layout, w: &CudaStorage, w_l: &Layout) -> Result<(CudaStorage, Shape)> {
+    fn cuda_fwd(&self, x: &CudaStorage, x_l: &Layout) -> Result<(CudaStorage, Shape)> {
         let (rows, k) = x_l.shape().dims2()?;
-        let (n, wk) = w_l.shape().dims2()?;
-        let (w0, _) = range(w_l, "dense gemv: weight")?;
         let (x0, _) = range(x_l, "dense gemv: x")?;
-        if wk != k || k % 8 != 0 || w0 % 8 != 0 || x0 % 4 != 0 || rows == 0 || rows > DENSE_GEMV_MAX_ROWS {
-            candle_core::bail!(
-                "dense gemv: x {:?} by weight {:?} (k a multiple of 8, aligned, 1..=DENSE_GEMV_MAX_ROWS rows)",
-                x_l.shape(),
-                w_l.shape()
-            );
+        let mut ns = [0usize; 3];
+        for (i, w) in self.weights.iter().enumerate() {
+            let (n, wk) = w.dims2()?;
+            let aligned = w.is_contiguous() && w.layout().start_offset() % 8 == 0 && w.dtype() == self.weights[0].dtype();
+            if i >= 3 || wk != k || !aligned {
+                candle_core::bail!("dense gemv: weight {:?} for x {:?} (at most 3, same dtype, aligned)", w.shape(), x_l.shape());
+            }
+            ns[i] = n;
+        }
+        if self.weights.is_empty() || (self.swiglu && (self.weights.len() != 2 || ns[0] != ns[1])) {
+            candle_core::bail!("dense gemv: {} weights (swiglu: {})", self.weights.len(), self.swiglu);
+        }
+        if k % 8 != 0 || x0 % 4 != 0 || rows == 0 || rows > DENSE_GEMV_MAX_ROWS {
+            candle_core::bail!("dense gemv: x {:?} (k a multiple of 8, aligned, 1..=DENSE_GEMV_MAX_ROWS rows)", x_l.shape());
         }
         let dev = x.device().clone();
         let xs = view::<f32>(x, x_l, "dense gemv: x")?;
-        // SAFETY: the kernel writes every one of the rows * n outputs before anything reads them.
-        let out = unsafe { dev.alloc::<f32>(rows * n)? };
-        let cfg = LaunchConfig { grid_dim: (n.div_ceil(4) as u32, 1, 1), block_dim: (128, 1, 1), shared_mem_bytes: 0 };
-        let (n_i, k_i) = (n as i32, k as i32);
+        let total = if self.swiglu { ns[0] } else { ns.iter().sum() };
+        // SAFETY: the kernel writes every one of the rows * total outputs before anything reads them.
+        let out = unsafe { dev.alloc::<f32>(rows * total)? };
+        // One warp per output row (a gate/up pair in the SwiGLU form), four warps per block. (Two or
+        // four warps per row for the 2048-row matrices, to even out the SMs' blocks, measured no
+        // faster on the H100: a launch's fixed cost, not its balance, dominates at these sizes.)
+        let cfg = LaunchConfig { grid_dim: (total.div_ceil(4) as u32, 1, 1), block_dim: (128, 1, 1), shared_mem_bytes: 0 };
+        let (n0, n1, n2, k_i) = (ns[0] as i32, ns[1] as i32, ns[2] as i32, k as i32);
+        let guards: Vec<_> = self.weights.iter().map(|w| w.storage_and_layout()).collect();
         macro_rules! launch {
             ($ty:ty, $suffix:literal) => {{
-                let name = format!(concat!("dense_gemv_", $suffix, "_{}"), rows);
-                let func = dev.get_or_load_custom_func(&name, "hearth_dense_gemv", DENSE_GEMV_PTX)?;
-                let ws = view::<$ty>(w, w_l, "dense gemv: weight")?;
+                let mut ws = Vec::with_capacity(3);
+                for (w, (storage, layout)) in self.weights.iter().zip(&guards) {
+                    match &**storage {
+                        Storage::Cuda(s) => ws.push(view::<$ty>(s, layout, "dense gemv: weight")?),
+                        _ => candle_core::bail!("dense gemv: weight {:?} must live on the CUDA device", w.shape()),
+                    }
+                }
+                // Unused weight slots repeat the first one; their row counts are 0.
+                let w = |i: usize| ws.get(i).unwrap_or(&ws[0]);
+                let kind = if self.swiglu { "dense_swiglu" } else { "dense_gemv" };
+                let func = dev.get_or_load_custom_func(&format!("{kind}_{}_{rows}", $suffix), "hearth_dense_gemv", DENSE_GEMV_PTX)?;
                 let mut b = func.builder();
-                b.arg(&xs).arg(&ws).arg(&out).arg(&n_i).arg(&k_i);
+                if self.swiglu {
+                    b.arg(&xs).arg(w(0)).arg(w(1)).arg(&out).arg(&n0).arg(&k_i);
+                } else {
+                    b.arg(&xs).arg(w(0)).arg(w(1)).arg(w(2)).arg(&out).arg(&n0).arg(&n1).arg(&n2).arg(&k_i);
+                }
                 // SAFETY: argument order and types match dense_gemv.cu; shapes and alignment checked above.
                 unsafe { b.launch(cfg) }.w()?;
             }};
         }
-        match w.dtype() {
+        match self.weights[0].dtype() {
             DType::BF16 => launch!(half::bf16, "bf16"),
             DType::F16 => launch!(half::f16, "f16"),
             other => candle_core::bail!("dense gemv: weight dtype {other:?} is not supported"),
         }
-        Ok((CudaStorage::wrap_cuda_slice(out, dev), Shape::from((rows, n))))
+        Ok((CudaStorage::wrap_cuda_slice(out, dev), Shape::from(rows * total)))
     }
 }
 
-/// `x` `[rows, k]` (f32, 1..=DENSE_GEMV_MAX_ROWS rows) times `w^T` for a bf16/f16 weight `[n, k]`: `[rows, n]` f32.
-pub fn dense_gemv(x: &Tensor, w: &Tensor) -> Result<Tensor> {
-    x.contiguous()?.apply_op2_no_bwd(&w.contiguous()?, &DenseGemv)
+/// `x` `[rows, k]` (f32, 1..=DENSE_GEMV_MAX_ROWS rows) times `w^T` for each of up to three bf16/f16
+/// weights `[n_i, k]` of one dtype: `[rows, n_i]` f32 each, from one launch.
+pub fn dense_gemv_many(x: &Tensor, weights: &[&Tensor]) -> Result<Vec<Tensor>> {
+    let rows = x.dim(0)?;
+    let op = DenseGemv { weights: weights.iter().map(|w| (*w).clone()).collect(), swiglu: false };
+    let flat = x.contiguous()?.apply_op1_no_bwd(&op)?;
+    let mut at = 0;
+    let mut outs = Vec::with_capacity(weights.len());
+    for w in weights {
+        let n = w.dim(0)?;
+        outs.push(flat.narrow(0, at, rows * n)?.reshape((rows, n))?);
+        at += rows * n;
+    }
+    Ok(outs)
+}
+
+/// silu(x gate^T) * (x up^T) for bf16/f16 `gate` and `up` `[n, k]` and f32 `x` `[rows, k]`
+/// (1..=DENSE_GEMV_MAX_ROWS rows), in one launch: `[rows, n]` f32.
+pub fn dense_swiglu(x: &Tensor, gate: &Tensor, up: &Tensor) -> Result<Tensor> {
+    let (rows, n) = (x.dim(0)?, gate.dim(0)?);
+    let op = DenseGemv { weights: vec![gate.clone(), up.clone()], swiglu: true };
+    x.contiguous()?.apply_op1_no_bwd(&op)?.reshape((rows, n))
+}
+
+const ADD_NORM_PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/add_norm.ptx"));
+
+/// `x + r` and its RMSNorm by `w`, both f32, written one after the other (see add_norm.cu).
+struct AddRmsNorm {
+    eps: f32,
+}
+
+impl CustomOp3 for AddRmsNorm {
+    fn name(&self) -> &'static str {
+        "hearth-add-rms-norm"
+    }
+
+    fn cpu_fwd(&self, _: &candle_core::CpuStorage, _: &Layout, _: &candle_core::CpuStorage, _: &Layout, _: &candle_core::CpuStorage, _: &Layout) -> Result<(candle_core::CpuStorage, Shape)> {
+        candle_core::bail!("hearth-add-rms-norm runs on CUDA only")
+    }
+
+    fn cuda_fwd(&self, x: &CudaStorage, x_l: &Layout, r: &CudaStorage, r_l: &Layout, w: &CudaStorage, w_l: &Layout) -> Result<(CudaStorage, Shape)> {
+        let dim = x_l.dims().last().copied().unwrap_or(0);
+        if x_l.shape() != r_l.shape() || w_l.shape().elem_count() != dim || dim == 0 {
+            candle_core::bail!("add rms norm: x {:?}, residual {:?}, weight {:?}", x_l.shape(), r_l.shape(), w_l.shape());
+        }
+        let n = x_l.shape().elem_count();
+        let (xs, rs, ws) = (view::<f32>(x, x_l, "add norm: x")?, view::<f32>(r, r_l, "add norm: r")?, view::<f32>(w, w_l, "add norm: w")?);
+        let dev = x.device().clone();
+        // SAFETY: the kernel writes all 2 * n values (sums, then normed rows) before anything reads them.
+        let out = unsafe { dev.alloc::<f32>(2 * n)? };
+        let (sums, normed) = (out.slice(0..n), out.slice(n..2 * n));
+        let func = dev.get_or_load_custom_func("add_rms_norm", "hearth_add_norm", ADD_NORM_PTX)?;
+        let cfg = LaunchConfig { grid_dim: ((n / dim) as u32, 1, 1), block_dim: (256, 1, 1), shared_mem_bytes: 0 };
+        let d = dim as i32;
+        let mut b = func.builder();
+        b.arg(&xs).arg(&rs).arg(&ws).arg(&sums).arg(&normed).arg(&d).arg(&self.eps);
+        // SAFETY: argument order and types match add_norm.cu; shapes were checked above.
+        unsafe { b.launch(cfg) }.w()?;
+        Ok((CudaStorage::wrap_cuda_slice(out, dev), Shape::from(2 * n)))
+    }
+}
+
+/// `(x + r, rms_norm(x + r) * w)` for f32 `x`, `r` (same shape) and `w` (the last dim's length).
+pub fn add_rms_norm(x: &Tensor, r: &Tensor, w: &Tensor, eps: f32) -> Result<(Tensor, Tensor)> {
+    let (x, r) = (x.contiguous()?, r.contiguous()?);
+    let both = x.apply_op3_no_bwd(&r, &w.contiguous()?, &AddRmsNorm { eps })?;
+    let n = x.elem_count();
+    Ok((both.narrow(0, 0, n)?.reshape(x.dims())?, both.narrow(0, n, n)?.reshape(x.dims())?))
+}
+
+/// `x` (bf16/f16 `[m, k]`) times `w^T` (same dtype, `[n, k]`) by cuBLAS with f32 accumulation and
+/// an f32 result: candle's matmul returns the weight's dtype, and casting its result back to f32
+/// was a launch per linear layer and, at 64 sequences, more GPU time than the matmuls' own.
+struct GemmF32Out;
+
+impl candle_core::CustomOp2 for GemmF32Out {
+    fn name(&self) -> &'static str {
+        "hearth-gemm-f32-out"
+    }
+
+    fn cpu_fwd(&self, _: &candle_core::CpuStorage, _: &Layout, _: &candle_core::CpuStorage, _: &Layout) -> Result<(candle_core::CpuStorage, Shape)> {
+        candle_core::bail!("hearth-gemm-f32-out runs on CUDA only")
+    }
+
+    fn cuda_fwd(&self, x: &CudaStorage, x_l: &Layout, w: &CudaStorage, w_l: &Layout) -> Result<(CudaStorage, Shape)> {
+        use candle_core::cuda_backend::cudarc::cublas::{result::gemm_ex, sys};
+        use candle_core::cuda_backend::cudarc::driver::{DevicePtr, DevicePtrMut};
+        let ((m, k), (n, wk)) = (x_l.shape().dims2()?, w_l.shape().dims2()?);
+        if wk != k || x.dtype() != w.dtype() || m == 0 || n == 0 || k == 0 {
+            candle_core::bail!("gemm: x {:?} {:?} by weight {:?} {:?}", x_l.shape(), x.dtype(), w_l.shape(), w.dtype());
+        }
+        let dev = x.device().clone();
+        // SAFETY: cuBLAS writes all m * n outputs (beta = 0) before anything reads them.
+        let mut out = unsafe { dev.alloc::<f32>(m * n)? };
+        let blas = dev.cublas_handle();
+        let stream = dev.cuda_stream();
+        let (one, zero) = (1f32, 0f32);
+        macro_rules! run {
+            ($ty:ty, $cuda:expr) => {{
+                let (xs, ws) = (view::<$ty>(x, x_l, "gemm: x")?, view::<$ty>(w, w_l, "gemm: weight")?);
+                let (xp, _gx) = xs.device_ptr(&stream);
+                let (wp, _gw) = ws.device_ptr(&stream);
+                let (yp, _gy) = out.device_ptr_mut(&stream);
+                // Row-major y[m, n] = x[m, k] w[n, k]^T is column-major y^T = w^T x^T: A = w read
+                // transposed (k x n, lda k), B = x (k x m, ldb k), C = y^T (n x m, ldc n).
+                // SAFETY: the pointers are live views of the checked shapes, on the handle's stream;
+                // alpha/beta are f32 as CUBLAS_COMPUTE_32F requires.
+                unsafe {
+                    gemm_ex(
+                        *blas.handle(),
+                        sys::cublasOperation_t::CUBLAS_OP_T,
+                        sys::cublasOperation_t::CUBLAS_OP_N,
+                        n as i32,
+                        m as i32,
+                        k as i32,
+                        (&one as *const f32).cast(),
+                        wp as *const _,
+                        $cuda,
+                        k as i32,
+                        xp as *const _,
+                        $cuda,
+                        k as i32,
+                        (&zero as *const f32).cast(),
+                        yp as *mut _,
+                        sys::cudaDataType_t::CUDA_R_32F,
+                        n as i32,
+                        sys::cublasComputeType_t::CUBLAS_COMPUTE_32F,
+                        sys::cublasGemmAlgo_t::CUBLAS_GEMM_DEFAULT_TENSOR_OP,
+                    )
+                }
+                .map_err(|e| candle_core::Error::Msg(format!("gemm: {e:?}")))?;
+            }};
+        }
+        match w.dtype() {
+            DType::BF16 => run!(half::bf16, sys::cudaDataType_t::CUDA_R_16BF),
+            DType::F16 => run!(half::f16, sys::cudaDataType_t::CUDA_R_16F),
+            other => candle_core::bail!("gemm: weight dtype {other:?} is not supported"),
+        }
+        Ok((CudaStorage::wrap_cuda_slice(out, dev), Shape::from((m, n))))
+    }
+}
+
+/// `x` `[m, k]` (any float dtype, cast to the weight's) times `w^T` for a bf16/f16 weight `[n, k]`:
+/// `[m, n]` f32 from one cuBLAS call.
+pub fn gemm_f32_out(x: &Tensor, w: &Tensor) -> Result<Tensor> {
+    x.to_dtype(w.dtype())?.contiguous()?.apply_op2_no_bwd(&w.contiguous()?, &GemmF32Out)
 }
