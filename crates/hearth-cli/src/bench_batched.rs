@@ -32,6 +32,10 @@ pub struct BatchedArgs {
     /// (the engine's default).
     #[arg(long, default_value = "f16")]
     pub kv_type: crate::run::KvType,
+    /// Also print where a decode step's wall time goes: the forward call, waiting for the device,
+    /// and copying the logits to the host (the device is synchronised between them).
+    #[arg(long)]
+    pub breakdown: bool,
 }
 
 pub fn run(args: BatchedArgs) -> Result<()> {
@@ -51,8 +55,10 @@ pub fn run(args: BatchedArgs) -> Result<()> {
     println!("model: {name}, threads: {threads}, kernels: {kernels}, KV cache: {:?}, prompt {} + decode {} tokens per sequence", args.kv_type, args.pp, args.tg);
     println!("| sequences | hearth decode tok/s | llama.cpp decode tok/s | ratio |");
     println!("|-----------|---------------------|------------------------|-------|");
+    let mut splits = Vec::new();
     for &n in &args.seqs {
-        let ours = decode_rate(&loaded.model, n, args.pp, args.tg)?;
+        let (ours, split) = decode_rate(&loaded.model, n, args.pp, args.tg, args.breakdown)?;
+        splits.push((n, split));
         let theirs = reference.as_ref().and_then(|r| r.iter().find(|(pl, _)| *pl == n).map(|(_, s)| *s));
         match theirs {
             Some(t) => println!("| {n:>9} | {ours:>19.1} | {t:>22.1} | {:.2}x |", ours / t),
@@ -62,12 +68,16 @@ pub fn run(args: BatchedArgs) -> Result<()> {
     if !device.is_cpu() {
         println!("decode graphs: {}", loaded.model.graph_status());
     }
+    for (n, [call, wait, copy]) in splits.iter().filter(|_| args.breakdown) {
+        println!("{n} sequences, ms per step: forward call {call:.3}, device wait {wait:.3}, logits to host {copy:.3}");
+    }
     Ok(())
 }
 
 /// Aggregate generated tokens per second of `n` sequences decoding `tg` tokens each after a
-/// `pp`-token prompt, all in one batch per step.
-fn decode_rate(model: &Transformer, n: usize, pp: usize, tg: usize) -> Result<f64> {
+/// `pp`-token prompt, all in one batch per step; with `breakdown`, also the mean milliseconds per step
+/// of the forward call, the device wait after it and the logits copy.
+fn decode_rate(model: &Transformer, n: usize, pp: usize, tg: usize, breakdown: bool) -> Result<(f64, [f64; 3])> {
     const BLOCK: usize = 16;
     let per_seq = (pp + tg + 1).div_ceil(BLOCK);
     let cache = PagedKvCache::new(model.kv_cache_config(n * per_seq, BLOCK), model.device())?;
@@ -80,20 +90,33 @@ fn decode_rate(model: &Transformer, n: usize, pp: usize, tg: usize) -> Result<f6
         let seq = SeqBatch { cached: 0, n_new: pp, block_table: table.clone(), all_logits: false, prompt_len: pp };
         model.forward(&prompt, &[seq], &cache)?;
     }
-    let decode = |pos: usize| -> Result<()> {
+    // One step; returns its milliseconds in the forward call, the device wait and the logits copy.
+    let decode = |pos: usize| -> Result<[f64; 3]> {
         let tokens: Vec<u32> = (0..n).map(|s| token(s, pos)).collect();
         let seqs: Vec<SeqBatch> =
             tables.iter().map(|t| SeqBatch { cached: pos, n_new: 1, block_table: t.clone(), all_logits: false, prompt_len: pp }).collect();
-        model.forward(&tokens, &seqs, &cache)?.to_vec2::<f32>()?;
-        Ok(())
+        let t0 = Instant::now();
+        let logits = model.forward(&tokens, &seqs, &cache)?;
+        let t1 = Instant::now();
+        if breakdown {
+            model.device().synchronize()?;
+        }
+        let t2 = Instant::now();
+        // The logits reach the host as an engine step's do (llama-batched-bench copies them too).
+        hearth_layers::device::rows_to_host(&logits)?;
+        let ms = |a: Instant, b: Instant| (b - a).as_secs_f64() * 1e3;
+        Ok([ms(t0, t1), ms(t1, t2), ms(t2, Instant::now())])
     };
     // One untimed step first (it also waits for the prompts, and on a GPU records the decode graph).
     decode(pp)?;
     let start = Instant::now();
+    let mut split = [0f64; 3];
     for step in 1..=tg {
-        decode(pp + step)?;
+        for (acc, ms) in split.iter_mut().zip(decode(pp + step)?) {
+            *acc += ms / tg as f64;
+        }
     }
-    Ok((n * tg) as f64 / start.elapsed().as_secs_f64())
+    Ok(((n * tg) as f64 / start.elapsed().as_secs_f64(), split))
 }
 
 /// Runs llama-batched-bench once per sequence count, each with a context just large enough for it (its

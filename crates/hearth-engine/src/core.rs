@@ -236,15 +236,22 @@ impl EngineCore {
         }
         let t0 = std::time::Instant::now();
         // Logits are read in place on the host: at 64 sequences and a 262k vocabulary a copy into
-        // rows is 67 MB a step. A GPU batch comes over once (no-ops for a CPU f32 result).
+        // rows is 67 MB a step. A GPU batch comes over once, into a reused page-locked buffer (a
+        // pageable copy of it ran at a fraction of the bus speed); a CPU f32 result is read as is.
         let out = self.model.forward(&tokens, &batch, &self.cache)?;
-        let out = out.to_dtype(candle_core::DType::F32)?.to_device(&candle_core::Device::Cpu)?.contiguous()?;
+        let device_rows = if out.device().is_cpu() { None } else { Some(hearth_layers::device::rows_to_host(&out)?) };
+        let out = if device_rows.is_some() { candle_core::Tensor::zeros(0, candle_core::DType::F32, &candle_core::Device::Cpu)? } else { out.to_dtype(candle_core::DType::F32)?.contiguous()? };
         let vocab = out.dims().last().copied().unwrap_or(0).max(1);
         let (storage, layout) = out.storage_and_layout();
-        let (candle_core::Storage::Cpu(host), Some((start, end))) = (&*storage, layout.contiguous_offsets()) else {
-            return Err(EngineError::Config("the model's logits are not a contiguous host tensor".into()));
+        let logits: Vec<&[f32]> = match &device_rows {
+            Some(rows) => (0..rows.rows()).map(|r| rows.row(r)).collect(),
+            None => {
+                let (candle_core::Storage::Cpu(host), Some((start, end))) = (&*storage, layout.contiguous_offsets()) else {
+                    return Err(EngineError::Config("the model's logits are not a contiguous host tensor".into()));
+                };
+                host.as_slice::<f32>()?[start..end].chunks_exact(vocab).collect()
+            }
         };
-        let logits: Vec<&[f32]> = host.as_slice::<f32>()?[start..end].chunks_exact(vocab).collect();
         tracing::debug!(tokens = tokens.len(), seqs = batch.len(), forward_ms = t0.elapsed().as_secs_f64() * 1e3, "forward");
         let computed = tokens.len();
         let mut done = Vec::new();
