@@ -142,7 +142,7 @@ pub fn weighted_sum<'v>(
 /// key of column `j`), reading each key once for up to four of them where AVX-512 allows. Every
 /// score has the bits of [`dot`].
 pub fn dots_shared<'k, E: SharedElem + 'k>(queries: &[f32], hd: usize, key: impl Fn(usize) -> &'k [E], rows: &mut [f32], stride: usize, range: Range<usize>) {
-    let g = if hd == 0 { 0 } else { queries.len() / hd };
+    let g = queries.len().checked_div(hd).unwrap_or(0);
     assert!(range.start <= range.end && range.end <= stride && rows.len() >= g * stride, "score rows too short for {g} queries");
     for c in (0..g).step_by(4) {
         let n = (g - c).min(4);
@@ -199,7 +199,7 @@ pub fn weighted_sums_shared<'v, E: SharedElem + 'v>(
     lanes: &mut Vec<f32>,
     out: &mut [f32],
 ) {
-    let g = if stride == 0 { 0 } else { rows.len() / stride };
+    let g = rows.len().checked_div(stride).unwrap_or(0);
     assert!(range.start <= range.end && range.end <= stride && g > 0 && out.len().is_multiple_of(g), "{g} weighted sums into {} outputs", out.len());
     let hd = out.len() / g;
     for c in (0..g).step_by(4) {

@@ -14,6 +14,9 @@ use std::arch::x86_64::*;
 /// A KV row element these kernels read in place: f32, or f16 widened (exactly) as it is loaded.
 pub trait Lanes16: Copy {
     /// 16 elements from `p` as f32.
+    ///
+    /// # Safety
+    /// `p` points at 16 readable elements, and the CPU has AVX-512F.
     unsafe fn load16(p: *const Self) -> __m512;
 }
 
