@@ -99,13 +99,12 @@ pub fn decode_attention(
 }
 
 /// Writes new K and V rows (`[tokens, width]`, any float dtype) into the device cache tensors at
-/// `slots` (u32, on the device), one kernel each for the whole batch, when the device has such
-/// kernels; `false` means the caller copies.
+/// `slots` (u32, on the device), one kernel for both and the whole batch, when the device has such
+/// a kernel; `false` means the caller copies. `keys` and `values` are distinct cache tensors.
 pub fn kv_write(keys: &Tensor, values: &Tensor, k: &Tensor, v: &Tensor, slots: &Tensor) -> Result<bool> {
     #[cfg(feature = "cuda")]
     if keys.device().is_cuda() {
-        cuda_kernels::kv_write(keys, k, slots.clone())?;
-        cuda_kernels::kv_write(values, v, slots.clone())?;
+        cuda_kernels::kv_write(keys, values, k, v, slots.clone())?;
         return Ok(true);
     }
     let _ = (keys, values, k, v, slots);
@@ -120,6 +119,17 @@ pub fn rope_rows(x: &Tensor, cos: &Tensor, sin: &Tensor, interleaved: bool) -> R
         return Ok(Some(cuda_kernels::rope_rows(x, cos, sin, interleaved)?.to_dtype(x.dtype())?));
     }
     let _ = (x, cos, sin, interleaved);
+    Ok(None)
+}
+
+/// [`rope_rows`] for `q` and `k` (same tokens and head_dim) in one kernel, when the device has one.
+pub fn rope_rows_pair(q: &Tensor, k: &Tensor, cos: &Tensor, sin: &Tensor, interleaved: bool) -> Result<Option<(Tensor, Tensor)>> {
+    #[cfg(feature = "cuda")]
+    if q.device().is_cuda() {
+        let (q2, k2) = cuda_kernels::rope_rows_pair(q, k, cos, sin, interleaved)?;
+        return Ok(Some((q2.to_dtype(q.dtype())?, k2.to_dtype(k.dtype())?)));
+    }
+    let _ = (q, k, cos, sin, interleaved);
     Ok(None)
 }
 

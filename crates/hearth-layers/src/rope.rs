@@ -168,6 +168,17 @@ impl RotaryEmbedding {
         self.apply_rows(x, &self.rows(&positions.to_vec1::<u32>()?)?)
     }
 
+    /// [`Self::apply_rows`] for q and k of one step: one device kernel for both where there is one.
+    pub fn apply_rows_pair(&self, q: &Tensor, k: &Tensor, rows: &RopeRows) -> Result<(Tensor, Tensor)> {
+        let full_width = rows.cos.dim(1)? * 2 == q.dim(2)? && q.dim(2)? == k.dim(2)?;
+        if full_width {
+            if let Some(pair) = crate::device::rope_rows_pair(q, k, &rows.cos, &rows.sin, self.style == RopeStyle::Interleaved)? {
+                return Ok(pair);
+            }
+        }
+        Ok((self.apply_rows(q, rows)?, self.apply_rows(k, rows)?))
+    }
+
     /// Rotate `x` of shape `[tokens, heads, head_dim]` by rows from [`Self::rows`].
     pub fn apply_rows(&self, x: &Tensor, rows: &RopeRows) -> Result<Tensor> {
         let dtype = x.dtype();

@@ -163,6 +163,22 @@ fn rope_kernel_matches_the_cpu_rope() {
             let (want, got) = (run(&Device::Cpu), run(&gpu));
             let worst = want.iter().zip(&got).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
             assert!(worst < 1e-5, "{style:?}, {heads} heads of {head_dim}: max difference {worst}");
+            // q and k of one step in one launch (k with 3 heads): the same rows as one by one.
+            let k_heads = 3;
+            let kx = noise(positions.len() * k_heads * head_dim, head_dim as u64 + 7);
+            let pair = |device: &Device| {
+                let rope = RotaryEmbedding::new(&cfg, device).expect("rope");
+                let rows = rope.rows(&positions).expect("rows");
+                let qt = Tensor::from_vec(x.clone(), (positions.len(), heads, head_dim), device).expect("q");
+                let kt = Tensor::from_vec(kx.clone(), (positions.len(), k_heads, head_dim), device).expect("k");
+                let (q, k) = rope.apply_rows_pair(&qt, &kt, &rows).expect("pair");
+                let host = |t: Tensor| t.flatten_all().and_then(|t| t.to_vec1::<f32>()).expect("copy back");
+                (host(q), host(k))
+            };
+            let ((wq, wk), (gq, gk)) = (pair(&Device::Cpu), pair(&gpu));
+            assert_eq!(gq, got, "{style:?}: q of the pair differs from q alone");
+            let worst = wk.iter().zip(&gk).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+            assert!(wq == want && worst < 1e-5, "{style:?}, k of {k_heads} heads of {head_dim}: max difference {worst}");
         }
     }
 }

@@ -258,8 +258,7 @@ impl Transformer {
             (Some(local), Some(rows), true) => (local, rows),
             _ => (&self.rope_global, &step_rope.global),
         };
-        let q = rope.apply_rows(&q, rows)?;
-        let k = rope.apply_rows(&k, rows)?;
+        let (q, k) = rope.apply_rows_pair(&q, &k, rows)?;
         let on_device = if self.device.is_cpu() { None } else { Some(plan.slot_tensor(&self.device)?) };
         cache.write_indexed(layer, &plan.slots, on_device, &k.reshape((t, c.n_kv_heads * c.head_dim))?, &v)?;
         let params = AttentionParams {

@@ -147,9 +147,12 @@ pub fn decode_attention(q: &Tensor, k_cache: &Tensor, v_cache: &Tensor, slots: T
 
 const KV_WRITE_PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/kv_write.ptx"));
 
-/// Stores f32 rows into the cache rows named by `slots` (see kv_write.cu).
+/// Stores f32 K and V rows into the cache rows named by `slots` (see kv_write.cu): an in-place op on
+/// the K cache that holds the V rows and V cache (a distinct tensor) and writes both in one launch.
 struct KvWrite {
     slots: Tensor,
+    v_rows: Tensor,
+    v_cache: Tensor,
 }
 
 impl candle_core::InplaceOp2 for KvWrite {
@@ -164,7 +167,7 @@ impl candle_core::InplaceOp2 for KvWrite {
     fn cuda_fwd(&self, cache: &mut CudaStorage, cache_l: &Layout, rows: &CudaStorage, rows_l: &Layout) -> Result<()> {
         let (tokens, width) = rows_l.shape().dims2()?;
         let (_, cache_width) = cache_l.shape().dims2()?;
-        if width != cache_width || self.slots.elem_count() != tokens || tokens == 0 {
+        if width != cache_width || self.slots.elem_count() != tokens || tokens == 0 || self.v_rows.dims() != rows_l.dims() || self.v_cache.dims() != cache_l.dims() {
             candle_core::bail!("kv write: {tokens} rows of {width} into a cache of width {cache_width} with {} slots", self.slots.elem_count());
         }
         let (c0, c1) = range(cache_l, "kv write: cache")?;
@@ -172,14 +175,21 @@ impl candle_core::InplaceOp2 for KvWrite {
         let rows = view::<f32>(rows, rows_l, "kv write: rows")?;
         let (slots_guard, _) = self.slots.storage_and_layout();
         let slots = u32_view(&self.slots, &slots_guard, "kv write: slots")?;
-        let cfg = LaunchConfig { grid_dim: (tokens as u32, 1, 1), block_dim: (width.clamp(32, 256) as u32, 1, 1), shared_mem_bytes: 0 };
+        let (vr_guard, vr_l) = self.v_rows.storage_and_layout();
+        let (vc_guard, vc_l) = self.v_cache.storage_and_layout();
+        let (Storage::Cuda(vr), Storage::Cuda(vc)) = (&*vr_guard, &*vc_guard) else { candle_core::bail!("kv write: V must live on the CUDA device") };
+        let v_rows = view::<f32>(vr, vr_l, "kv write: v rows")?;
+        let cfg = LaunchConfig { grid_dim: (tokens as u32, 2, 1), block_dim: (width.clamp(32, 256) as u32, 1, 1), shared_mem_bytes: 0 };
         let width = width as i32;
         macro_rules! launch {
             ($ty:ty, $name:literal) => {{
                 let func = dev.get_or_load_custom_func($name, "hearth_kv_write", KV_WRITE_PTX)?;
-                let mut cache = cache.as_cuda_slice_mut::<$ty>()?.slice_mut(c0..c1);
+                let mut k_cache = cache.as_cuda_slice_mut::<$ty>()?.slice_mut(c0..c1);
+                // Written through the kernel: the V cache is another tensor than the K cache (the
+                // caller's contract), so this read-locked view aliases nothing the op writes else.
+                let v_cache = view::<$ty>(vc, vc_l, "kv write: v cache")?;
                 let mut b = func.builder();
-                b.arg(&rows).arg(&slots).arg(&mut cache).arg(&width);
+                b.arg(&rows).arg(&v_rows).arg(&slots).arg(&mut k_cache).arg(&v_cache).arg(&width);
                 // SAFETY: argument order and types match kv_write.cu; every slot indexes a cache row
                 // (checked by PagedKvCache::write_indexed before calling).
                 unsafe { b.launch(cfg) }.w()?;
@@ -195,10 +205,15 @@ impl candle_core::InplaceOp2 for KvWrite {
     }
 }
 
-/// Writes `rows` (`[tokens, width]`) into `cache` (`[slots, width]`) at `slots` (u32, one per row).
-pub fn kv_write(cache: &Tensor, rows: &Tensor, slots: Tensor) -> Result<()> {
-    let rows = rows.to_dtype(DType::F32)?.contiguous()?;
-    cache.inplace_op2(&rows, &KvWrite { slots })
+/// Writes `k` and `v` rows (`[tokens, width]`) into the distinct caches `k_cache` and `v_cache`
+/// (`[slots, width]`, one dtype) at `slots` (u32, one per row), in one launch.
+pub fn kv_write(k_cache: &Tensor, v_cache: &Tensor, k: &Tensor, v: &Tensor, slots: Tensor) -> Result<()> {
+    if k_cache.id() == v_cache.id() || k_cache.dtype() != v_cache.dtype() {
+        candle_core::bail!("kv write: the K and V caches must be distinct tensors of one dtype");
+    }
+    let k = k.to_dtype(DType::F32)?.contiguous()?;
+    let v_rows = v.to_dtype(DType::F32)?.contiguous()?;
+    k_cache.inplace_op2(&k, &KvWrite { slots, v_rows, v_cache: v_cache.clone() })
 }
 
 const ROPE_PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/rope.ptx"));
@@ -240,6 +255,56 @@ impl CustomOp3 for RopeRows {
 pub fn rope_rows(x: &Tensor, cos: &Tensor, sin: &Tensor, interleaved: bool) -> Result<Tensor> {
     let x = x.to_dtype(DType::F32)?.contiguous()?;
     x.apply_op3_no_bwd(&cos.contiguous()?, &sin.contiguous()?, &RopeRows { interleaved })
+}
+
+/// [`RopeRows`] for q and k (the op's extra tensor) in one launch: the output holds q then k.
+struct RopePair {
+    k: Tensor,
+    interleaved: bool,
+}
+
+impl CustomOp3 for RopePair {
+    fn name(&self) -> &'static str {
+        "hearth-rope-pair"
+    }
+
+    fn cpu_fwd(&self, _: &candle_core::CpuStorage, _: &Layout, _: &candle_core::CpuStorage, _: &Layout, _: &candle_core::CpuStorage, _: &Layout) -> Result<(candle_core::CpuStorage, Shape)> {
+        candle_core::bail!("hearth-rope-pair runs on CUDA only")
+    }
+
+    fn cuda_fwd(&self, q: &CudaStorage, q_l: &Layout, cos: &CudaStorage, cos_l: &Layout, sin: &CudaStorage, sin_l: &Layout) -> Result<(CudaStorage, Shape)> {
+        let (tokens, q_heads, head_dim) = q_l.shape().dims3()?;
+        let (k_tokens, k_heads, k_dim) = self.k.dims3()?;
+        if head_dim % 2 != 0 || k_tokens != tokens || k_dim != head_dim || cos_l.shape().dims2()? != (tokens, head_dim / 2) || sin_l.shape() != cos_l.shape() {
+            candle_core::bail!("rope pair: q {:?}, k {:?} with cos {:?} / sin {:?}", q_l.shape(), self.k.shape(), cos_l.shape(), sin_l.shape());
+        }
+        let (k_guard, k_l) = self.k.storage_and_layout();
+        let Storage::Cuda(k) = &*k_guard else { candle_core::bail!("rope pair: k must live on the CUDA device") };
+        let (qs, ks) = (view::<f32>(q, q_l, "rope: q")?, view::<f32>(k, k_l, "rope: k")?);
+        let (cs, ss) = (view::<f32>(cos, cos_l, "rope: cos")?, view::<f32>(sin, sin_l, "rope: sin")?);
+        let dev = q.device().clone();
+        let total = tokens * (q_heads + k_heads) * head_dim;
+        // SAFETY: the kernel writes every rotated element of q and k (head_dim is even).
+        let out = unsafe { dev.alloc::<f32>(total)? };
+        let func = dev.get_or_load_custom_func("rope_rows_pair", "hearth_rope", ROPE_PTX)?;
+        let cfg = LaunchConfig { grid_dim: (tokens as u32, (q_heads + k_heads) as u32, 1), block_dim: ((head_dim / 2).clamp(32, 256) as u32, 1, 1), shared_mem_bytes: 0 };
+        let (hq, hk, d, inter) = (q_heads as i32, k_heads as i32, head_dim as i32, self.interleaved as i32);
+        let mut b = func.builder();
+        b.arg(&qs).arg(&ks).arg(&cs).arg(&ss).arg(&out).arg(&hq).arg(&hk).arg(&d).arg(&inter);
+        // SAFETY: argument order and types match rope.cu; shapes were checked above.
+        unsafe { b.launch(cfg) }.w()?;
+        Ok((CudaStorage::wrap_cuda_slice(out, dev), Shape::from(total)))
+    }
+}
+
+/// Rotates `q` and `k` (`[tokens, heads, head_dim]` each, their own head counts) by per-token
+/// `cos`/`sin` rows in one launch.
+pub fn rope_rows_pair(q: &Tensor, k: &Tensor, cos: &Tensor, sin: &Tensor, interleaved: bool) -> Result<(Tensor, Tensor)> {
+    let q = q.to_dtype(DType::F32)?.contiguous()?;
+    let k = k.to_dtype(DType::F32)?.contiguous()?;
+    let both = q.apply_op3_no_bwd(&cos.contiguous()?, &sin.contiguous()?, &RopePair { k: k.clone(), interleaved })?;
+    let (nq, nk) = (q.elem_count(), k.elem_count());
+    Ok((both.narrow(0, 0, nq)?.reshape(q.dims())?, both.narrow(0, nq, nk)?.reshape(k.dims())?))
 }
 
 const DENSE_GEMV_PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/dense_gemv.ptx"));

@@ -2,10 +2,10 @@
 // cos/sin rows `[tokens, head_dim / 2]`: one launch, no transposes around it. Block (token, head);
 // thread i rotates pair i — adjacent elements (2i, 2i+1) in the interleaved style (GGUF llama),
 // elements (i, i + head_dim/2) in the half style (NeoX, Hugging Face).
-extern "C" __global__ void rope_rows(const float* __restrict__ x, const float* __restrict__ cos,
-                                     const float* __restrict__ sin, float* __restrict__ out,
-                                     int heads, int head_dim, int interleaved) {
-  const int token = blockIdx.x, head = blockIdx.y, half = head_dim / 2;
+__device__ __forceinline__ void rope_row(const float* __restrict__ x, const float* __restrict__ cos,
+                                         const float* __restrict__ sin, float* __restrict__ out,
+                                         int token, int head, int heads, int head_dim, int interleaved) {
+  const int half = head_dim / 2;
   const size_t base = ((size_t)token * heads + head) * head_dim;
   for (int i = threadIdx.x; i < half; i += blockDim.x) {
     const float c = cos[(size_t)token * half + i], s = sin[(size_t)token * half + i];
@@ -14,5 +14,25 @@ extern "C" __global__ void rope_rows(const float* __restrict__ x, const float* _
     const float xa = x[base + a], xb = x[base + b];
     out[base + a] = xa * c - xb * s;
     out[base + b] = xa * s + xb * c;
+  }
+}
+
+extern "C" __global__ void rope_rows(const float* __restrict__ x, const float* __restrict__ cos,
+                                     const float* __restrict__ sin, float* __restrict__ out,
+                                     int heads, int head_dim, int interleaved) {
+  rope_row(x, cos, sin, out, blockIdx.x, blockIdx.y, heads, head_dim, interleaved);
+}
+
+// q `[tokens, q_heads, head_dim]` and k `[tokens, k_heads, head_dim]` in one launch (the two were
+// a launch each per layer): blocks y < q_heads rotate q into out, the rest k into out + the q size.
+extern "C" __global__ void rope_rows_pair(const float* __restrict__ q, const float* __restrict__ k,
+                                          const float* __restrict__ cos, const float* __restrict__ sin,
+                                          float* __restrict__ out, int q_heads, int k_heads, int head_dim,
+                                          int interleaved) {
+  if ((int)blockIdx.y < q_heads) {
+    rope_row(q, cos, sin, out, blockIdx.x, blockIdx.y, q_heads, head_dim, interleaved);
+  } else {
+    float* k_out = out + (size_t)gridDim.x * q_heads * head_dim;
+    rope_row(k, cos, sin, k_out, blockIdx.x, blockIdx.y - q_heads, k_heads, head_dim, interleaved);
   }
 }
