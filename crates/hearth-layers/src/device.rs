@@ -338,6 +338,29 @@ pub fn add_rms_norm(x: &Tensor, r: &Tensor, w: &Tensor, eps: f32) -> Result<Opti
     Ok(None)
 }
 
+/// [`dense_gemm`] for several weights of one dtype over the same `x` (q/k/v, gate/up): `x` is cast to
+/// the weights' dtype once instead of once per weight.
+pub fn dense_gemm_many(x: &Tensor, ws: &[&Tensor]) -> Result<Option<Vec<Tensor>>> {
+    #[cfg(feature = "cuda")]
+    if let Some(first) = ws.first().filter(|w| x.device().is_cuda() && x.dtype() == candle_core::DType::F32 && matches!(w.dtype(), candle_core::DType::BF16 | candle_core::DType::F16)) {
+        let k = first.dims2()?.1;
+        let same = ws.iter().all(|w| w.dtype() == first.dtype() && w.dims2().is_ok_and(|(_, wk)| wk == k));
+        if same && x.dims().last() == Some(&k) && x.elem_count() > 0 {
+            let lead = x.dims()[..x.rank() - 1].to_vec();
+            let xc = x.reshape((x.elem_count() / k.max(1), k))?.to_dtype(first.dtype())?;
+            let mut outs = Vec::with_capacity(ws.len());
+            for w in ws {
+                let mut dims = lead.clone();
+                dims.push(w.dim(0)?);
+                outs.push(cuda_kernels::gemm_f32_out(&xc, w)?.reshape(dims)?);
+            }
+            return Ok(Some(outs));
+        }
+    }
+    let _ = (x, ws);
+    Ok(None)
+}
+
 /// `x` (`[.., k]`, f32) times `w^T` for a bf16/f16 weight `w` (`[n, k]`) by the device's matmul
 /// library with an f32 result (no cast of the output), when the device has one; `None` means the
 /// caller casts around a plain matmul.

@@ -90,8 +90,8 @@ impl Linear {
             .collect()
     }
 
-    /// Dense device weights without bias over a few rows: one GEMV launch for all of them (the same
-    /// per-row arithmetic as one launch each), or `None`.
+    /// Dense device weights without bias: one GEMV launch for all of them over a few rows, or one
+    /// input cast for their library matmuls over more (the same arithmetic as one by one), or `None`.
     fn device_gemv_many(layers: &[&Linear], x: &Tensor) -> Result<Option<Vec<Tensor>>> {
         let dense: Option<Vec<&Tensor>> = layers
             .iter()
@@ -101,7 +101,11 @@ impl Linear {
             })
             .collect();
         match dense {
-            Some(ws) if ws.len() > 1 => crate::device::dense_gemv_many(x, &ws),
+            Some(ws) if ws.len() > 1 => match crate::device::dense_gemv_many(x, &ws)? {
+                Some(ys) => Ok(Some(ys)),
+                // More rows than the GEMV serves: the library matmul, the input cast once for all.
+                None => crate::device::dense_gemm_many(x, &ws),
+            },
             _ => Ok(None),
         }
     }

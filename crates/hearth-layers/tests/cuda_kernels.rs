@@ -234,6 +234,10 @@ fn dense_gemm_matches_a_host_product() {
             let xt = Tensor::from_vec(x.clone(), (rows, k), &gpu).expect("x");
             let got = hearth_layers::device::dense_gemm(&xt, &wt).expect("gemm").expect("a CUDA path");
             assert_eq!(got.dims(), &[rows, n]);
+            // Several weights over one x (one input cast) give each weight's product bit for bit.
+            let many = hearth_layers::device::dense_gemm_many(&xt, &[&wt, &wt]).expect("gemm many").expect("a CUDA path");
+            let bits = |t: &Tensor| t.flatten_all().and_then(|t| t.to_vec1::<f32>()).expect("to host");
+            assert!(many.iter().all(|m| bits(m) == bits(&got)), "{dtype:?} {rows}x{n}x{k}: many differs from one");
             let got = got.flatten_all().and_then(|t| t.to_vec1::<f32>()).expect("to host");
             let xr = round_to(x, dtype); // the activations are cast to the weight's dtype
             for (i, (a, b)) in got.iter().zip(host_product(&xr, &w, rows, n, k)).enumerate() {
