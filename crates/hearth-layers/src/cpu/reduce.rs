@@ -202,26 +202,16 @@ pub fn weighted_sums_shared<'v, E: SharedElem + 'v>(
     let g = rows.len().checked_div(stride).unwrap_or(0);
     assert!(range.start <= range.end && range.end <= stride && g > 0 && out.len().is_multiple_of(g), "{g} weighted sums into {} outputs", out.len());
     let hd = out.len() / g;
-    for c in (0..g).step_by(4) {
-        let n = (g - c).min(4);
-        let (rows, out) = (&rows[c * stride..(c + n) * stride], &mut out[c * hd..(c + n) * hd]);
-        weighted_sums_up_to_four(rows, stride, range.clone(), &value, first, order, lanes, out);
+    if g > 4 {
+        // Four queries at a time (the kernels' register budget).
+        for c in (0..g).step_by(4) {
+            let n = (g - c).min(4);
+            let (rows, out) = (&rows[c * stride..(c + n) * stride], &mut out[c * hd..(c + n) * hd]);
+            // Through `dyn`, so the recursion instantiates one more function, not one per level.
+            weighted_sums_shared(rows, stride, range.clone(), &value as &dyn Fn(usize) -> &'v [E], first, order, lanes, out);
+        }
+        return;
     }
-}
-
-#[allow(clippy::too_many_arguments)]
-fn weighted_sums_up_to_four<'v, E: SharedElem + 'v>(
-    rows: &[f32],
-    stride: usize,
-    range: Range<usize>,
-    value: impl Fn(usize) -> &'v [E],
-    first: usize,
-    order: SumOrder,
-    lanes: &mut Vec<f32>,
-    out: &mut [f32],
-) {
-    let g = rows.len() / stride;
-    let hd = out.len() / g;
     #[cfg(target_arch = "x86_64")]
     if reads_in_place(hd) {
         let (r, n) = ((range.start, range.end), order.lanes());
