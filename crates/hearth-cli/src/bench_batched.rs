@@ -103,7 +103,7 @@ fn decode_rate(model: &Transformer, n: usize, pp: usize, tg: usize, breakdown: b
         }
         let t2 = Instant::now();
         // The logits reach the host as an engine step's do (llama-batched-bench copies them too).
-        hearth_layers::device::rows_to_host(&logits)?;
+        hearth_layers::device::with_host_rows(&logits, |_| ())?;
         let ms = |a: Instant, b: Instant| (b - a).as_secs_f64() * 1e3;
         Ok([ms(t0, t1), ms(t1, t2), ms(t2, Instant::now())])
     };

@@ -235,25 +235,20 @@ impl EngineCore {
             });
         }
         let t0 = std::time::Instant::now();
-        // Logits are read in place on the host: at 64 sequences and a 262k vocabulary a copy into
-        // rows is 67 MB a step. A GPU batch comes over once, into a reused page-locked buffer (a
-        // pageable copy of it ran at a fraction of the bus speed); a CPU f32 result is read as is.
         let out = self.model.forward(&tokens, &batch, &self.cache)?;
-        let device_rows = if out.device().is_cpu() { None } else { Some(hearth_layers::device::rows_to_host(&out)?) };
-        let out = if device_rows.is_some() { candle_core::Tensor::zeros(0, candle_core::DType::F32, &candle_core::Device::Cpu)? } else { out.to_dtype(candle_core::DType::F32)?.contiguous()? };
-        let vocab = out.dims().last().copied().unwrap_or(0).max(1);
-        let (storage, layout) = out.storage_and_layout();
-        let logits: Vec<&[f32]> = match &device_rows {
-            Some(rows) => (0..rows.rows()).map(|r| rows.row(r)).collect(),
-            None => {
-                let (candle_core::Storage::Cpu(host), Some((start, end))) = (&*storage, layout.contiguous_offsets()) else {
-                    return Err(EngineError::Config("the model's logits are not a contiguous host tensor".into()));
-                };
-                host.as_slice::<f32>()?[start..end].chunks_exact(vocab).collect()
-            }
-        };
         tracing::debug!(tokens = tokens.len(), seqs = batch.len(), forward_ms = t0.elapsed().as_secs_f64() * 1e3, "forward");
-        let computed = tokens.len();
+        // A CPU step's logits are read in place; a GPU step's come over once (`with_host_rows`).
+        let done = hearth_layers::device::with_host_rows(&out, |logits| self.sample_step(&plan, logits))?;
+        for i in done.into_iter().rev() {
+            let mut s = self.running.remove(i);
+            self.blocks.release(&mut s.block_table);
+        }
+        Ok(tokens.len())
+    }
+
+    /// After a forward pass over `plan` (`(sequence, new tokens)` in batch order, one logits row each):
+    /// advance every sequence, sample those whose prompt is done, and return the indices that finished.
+    fn sample_step(&mut self, plan: &[(usize, usize)], logits: &[&[f32]]) -> Vec<usize> {
         let mut done = Vec::new();
         let block_size = self.blocks.block_size();
         for (row, &(i, n)) in plan.iter().enumerate() {
@@ -267,7 +262,7 @@ impl EngineCore {
                 self.metrics.add_prompt_tokens(s.prompt_len);
             }
             self.metrics.add_generation_tokens(1);
-            let progress = match s.sampler.sample(&logits[row], &s.tokens) {
+            let progress = match s.sampler.sample(logits[row], &s.tokens) {
                 Ok(tok) => s.accept(tok, &self.tokenizer, self.model.config().context_length),
                 Err(e) => s.fail(format!("sampling failed: {e}")),
             };
@@ -275,11 +270,7 @@ impl EngineCore {
                 done.push(i);
             }
         }
-        for i in done.into_iter().rev() {
-            let mut s = self.running.remove(i);
-            self.blocks.release(&mut s.block_table);
-        }
-        Ok(computed)
+        done
     }
 
     /// Make sure each decoding sequence has a slot for its next token, preempting the newest
