@@ -327,12 +327,13 @@ impl Transformer {
         }
         let width = self.config.n_heads * self.config.head_dim;
         let mut rows: Vec<Option<Tensor>> = vec![None; plan.seqs.len()];
-        if let Some((decoded, out)) = self.device_decode(q, layer, sliding, plan, cache, params)? {
-            if decoded.len() == plan.seqs.len() {
-                return Ok(out.reshape((decoded.len(), width))?);
+        if let Some((covered, out)) = self.device_decode(q, layer, sliding, plan, cache, params)? {
+            if covered.len() == plan.seqs.len() {
+                return Ok(out.reshape((q.dim(0)?, width))?);
             }
-            for (j, &i) in decoded.iter().enumerate() {
-                rows[i] = Some(out.narrow(0, j, 1)?.reshape((1, width))?);
+            for &(i, row0) in covered {
+                let n = plan.seqs[i].n_new;
+                rows[i] = Some(out.narrow(0, row0, n)?.reshape((n, width))?);
             }
         }
         for (i, s) in plan.seqs.iter().enumerate() {
@@ -345,17 +346,19 @@ impl Transformer {
         Ok(Tensor::cat(&rows, 0)?)
     }
 
-    /// The one-token sequences of the batch through the device's decode-attention kernel: their
-    /// indices in the batch and `[their count, n_heads, head_dim]`, or `None` without such a kernel.
-    fn device_decode(
+    /// The sequences the batch's row index covers (every decoding one, and prompts while their rows'
+    /// slot lists fit [`MAX_INDEXED_SLOTS`]) through the device's attention kernel, one query row per
+    /// kernel row: `(sequence, first output row)` of each and `[their rows, n_heads, head_dim]`, or
+    /// `None` without such a kernel.
+    fn device_decode<'p>(
         &self,
         q: &Tensor,
         layer: usize,
         sliding: bool,
-        plan: &BatchPlan,
+        plan: &'p BatchPlan,
         cache: &PagedKvCache,
         params: &AttentionParams,
-    ) -> Result<Option<(Vec<usize>, Tensor)>> {
+    ) -> Result<Option<(&'p [(usize, usize)], Tensor)>> {
         let Some((k, v)) = cache.device_layer(layer)? else { return Ok(None) };
         let Some(index) = plan.decode_index(sliding, &self.device)? else { return Ok(None) };
         let q = match &index.q_rows {
@@ -363,7 +366,7 @@ impl Transformer {
             Some(rows) => q.index_select(rows, 0)?,
         };
         let out = hearth_layers::device::decode_attention(&q, k, v, &index.slots, &index.offsets, params)?;
-        Ok(out.map(|o| (index.decoded.clone(), o)))
+        Ok(out.map(|o| (index.covered.as_slice(), o)))
     }
 
     fn host_attention(&self, q: &Tensor, layer: usize, plan: &BatchPlan, cache: &PagedKvCache, params: &AttentionParams) -> Result<Tensor> {
@@ -403,14 +406,19 @@ fn chunked_attention(
     Ok(Tensor::cat(&outs, 0)?)
 }
 
-/// Where the one-token sequences of a batch read their keys, uploaded once per batch.
+/// Most slot entries a batch's row index lists (64 MiB of u32): a prompt row lists every key it
+/// sees, so a prompt of n tokens lists ~n²/2; longer prompts take the chunked tensor path.
+const MAX_INDEXED_SLOTS: usize = 1 << 24;
+
+/// Where the query rows the device kernel serves read their keys, uploaded once per batch: each
+/// decoding sequence's one row, and each covered prompt's rows, row i seeing positions up to its own.
 struct DecodeIndex {
-    /// Batch indices of the one-token sequences.
-    decoded: Vec<usize>,
-    /// Their visible slots concatenated, and where each sequence's run starts (u32, on the device).
+    /// Covered sequences (batch index) and the kernel row of each one's first query.
+    covered: Vec<(usize, usize)>,
+    /// Every row's visible slots concatenated, and where each row's run starts (u32, on the device).
     slots: Tensor,
     offsets: Tensor,
-    /// Their query rows in the batch, when the batch also holds longer sequences.
+    /// The covered query rows in the batch, when the batch also holds uncovered sequences.
     q_rows: Option<Tensor>,
 }
 
@@ -429,6 +437,8 @@ struct BatchPlan {
     seqs: Vec<SeqPlan>,
     /// Per token: how llama.cpp would have batched it, which picks the k-quant kernels' rounding.
     row_batching: Vec<RowBatch>,
+    /// The sliding-window layers' window (models that have such layers).
+    window: Option<usize>,
     /// Device copies made on first use: `slots` as u32, decode indices for global and local layers.
     slot_tensor: OnceCell<Tensor>,
     decode_global: OnceCell<Option<DecodeIndex>>,
@@ -490,29 +500,50 @@ impl BatchPlan {
         Ok(cell.get().and_then(|i| i.as_ref()))
     }
 
-    /// The visible slots of the sequences `decoded`, concatenated, and where each one's run starts.
-    fn decode_slots(&self, decoded: &[usize], sliding: bool) -> (Vec<u32>, Vec<u32>) {
+    /// The visible slots of every row of the sequences `covered`, concatenated, and where each
+    /// row's run starts.
+    fn decode_slots(&self, covered: &[usize], sliding: bool) -> (Vec<u32>, Vec<u32>) {
+        let window = if sliding { self.window } else { None };
         let (mut slots, mut offsets) = (Vec::new(), vec![0u32]);
-        for &i in decoded {
-            slots.extend_from_slice(self.seqs[i].visible_slots(sliding));
-            offsets.push(slots.len() as u32);
+        for &i in covered {
+            let s = &self.seqs[i];
+            for pos in s.q_start..s.q_start + s.n_new {
+                slots.extend_from_slice(&s.host_slots[first_visible_position(pos, window)..=pos]);
+                offsets.push(slots.len() as u32);
+            }
         }
         (slots, offsets)
     }
 
+    /// Every decoding sequence, then prompts in batch order while the slot lists stay within
+    /// [`MAX_INDEXED_SLOTS`]; `None` when that is none.
     fn build_decode_index(&self, sliding: bool, device: &Device) -> Result<Option<DecodeIndex>> {
-        let decoded: Vec<usize> = (0..self.seqs.len()).filter(|&i| self.seqs[i].n_new == 1).collect();
-        if decoded.is_empty() {
+        let window = if sliding { self.window } else { None };
+        let listed = |s: &SeqPlan| -> usize {
+            (s.q_start..s.q_start + s.n_new).map(|pos| pos + 1 - first_visible_position(pos, window)).sum()
+        };
+        let mut budget = MAX_INDEXED_SLOTS;
+        let mut chosen: Vec<usize> = Vec::new();
+        for (i, s) in self.seqs.iter().enumerate() {
+            let n = listed(s);
+            if s.n_new == 1 || n <= budget {
+                budget = budget.saturating_sub(n);
+                chosen.push(i);
+            }
+        }
+        if chosen.is_empty() {
             return Ok(None);
         }
-        let (slots, offsets) = self.decode_slots(&decoded, sliding);
-        let q_rows = if decoded.len() == self.seqs.len() {
-            None
-        } else {
-            let at: Vec<u32> = decoded.iter().map(|&i| self.seqs[i].offset as u32).collect();
-            Some(Tensor::new(at.as_slice(), device)?)
-        };
-        Ok(Some(DecodeIndex { decoded, slots: Tensor::new(slots.as_slice(), device)?, offsets: Tensor::new(offsets.as_slice(), device)?, q_rows }))
+        let (slots, offsets) = self.decode_slots(&chosen, sliding);
+        let mut covered = Vec::with_capacity(chosen.len());
+        let mut q_rows = Vec::new();
+        for &i in &chosen {
+            let s = &self.seqs[i];
+            covered.push((i, q_rows.len()));
+            q_rows.extend((s.offset..s.offset + s.n_new).map(|r| r as u32));
+        }
+        let q_rows = if chosen.len() == self.seqs.len() { None } else { Some(Tensor::new(q_rows.as_slice(), device)?) };
+        Ok(Some(DecodeIndex { covered, slots: Tensor::new(slots.as_slice(), device)?, offsets: Tensor::new(offsets.as_slice(), device)?, q_rows }))
     }
 
     fn new(n_tokens: usize, seqs: &[SeqBatch], block_size: usize, cfg: &ModelConfig, device: &Device) -> Result<Self> {
@@ -558,6 +589,7 @@ impl BatchPlan {
             logit_rows: if rows.len() == n_tokens { None } else { Some(Tensor::new(rows.as_slice(), device)?) },
             seqs: plans,
             row_batching,
+            window: cfg.sliding_window,
             slot_tensor: OnceCell::new(),
             decode_global: OnceCell::new(),
             decode_local: OnceCell::new(),

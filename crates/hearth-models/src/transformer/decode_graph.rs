@@ -222,7 +222,7 @@ impl GraphInputs {
     /// Points the plan's per-batch device indices at these tensors.
     fn attach(&self, plan: &mut BatchPlan) {
         let b = plan.seqs.len();
-        let index = |l: &SlotList| Some(DecodeIndex { decoded: (0..b).collect(), slots: l.slots.clone(), offsets: l.offsets.clone(), q_rows: None });
+        let index = |l: &SlotList| Some(DecodeIndex { covered: (0..b).map(|i| (i, i)).collect(), slots: l.slots.clone(), offsets: l.offsets.clone(), q_rows: None });
         let _ = plan.slot_tensor.set(self.kv_slots.clone());
         let _ = plan.decode_global.set(index(&self.global));
         if let Some(local) = &self.local {
