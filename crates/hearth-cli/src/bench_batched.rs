@@ -36,6 +36,11 @@ pub struct BatchedArgs {
     /// and copying the logits to the host (the device is synchronised between them).
     #[arg(long)]
     pub breakdown: bool,
+    /// Pick each step's tokens greedily on the device and copy only their ids, as the engine does
+    /// when every sequence samples greedily; by default every logit is copied to the host (as
+    /// llama-batched-bench's decode calls do).
+    #[arg(long)]
+    pub greedy_on_device: bool,
 }
 
 pub fn run(args: BatchedArgs) -> Result<()> {
@@ -57,7 +62,7 @@ pub fn run(args: BatchedArgs) -> Result<()> {
     println!("|-----------|---------------------|------------------------|-------|");
     let mut splits = Vec::new();
     for &n in &args.seqs {
-        let (ours, split) = decode_rate(&loaded.model, n, args.pp, args.tg, args.breakdown)?;
+        let (ours, split) = decode_rate(&loaded.model, n, &args)?;
         splits.push((n, split));
         let theirs = reference.as_ref().and_then(|r| r.iter().find(|(pl, _)| *pl == n).map(|(_, s)| *s));
         match theirs {
@@ -68,16 +73,18 @@ pub fn run(args: BatchedArgs) -> Result<()> {
     if !device.is_cpu() {
         println!("decode graphs: {}", loaded.model.graph_status());
     }
+    let copied = if args.greedy_on_device { "greedy ids to host" } else { "logits to host" };
     for (n, [call, wait, copy]) in splits.iter().filter(|_| args.breakdown) {
-        println!("{n} sequences, ms per step: forward call {call:.3}, device wait {wait:.3}, logits to host {copy:.3}");
+        println!("{n} sequences, ms per step: forward call {call:.3}, device wait {wait:.3}, {copied} {copy:.3}");
     }
     Ok(())
 }
 
 /// Aggregate generated tokens per second of `n` sequences decoding `tg` tokens each after a
 /// `pp`-token prompt, all in one batch per step; with `breakdown`, also the mean milliseconds per step
-/// of the forward call, the device wait after it and the logits copy.
-fn decode_rate(model: &Transformer, n: usize, pp: usize, tg: usize, breakdown: bool) -> Result<(f64, [f64; 3])> {
+/// of the forward call, the device wait after it and the copy of the logits (or greedy ids).
+fn decode_rate(model: &Transformer, n: usize, args: &BatchedArgs) -> Result<(f64, [f64; 3])> {
+    let (pp, tg, breakdown) = (args.pp, args.tg, args.breakdown);
     const BLOCK: usize = 16;
     let per_seq = (pp + tg + 1).div_ceil(BLOCK);
     let cache = PagedKvCache::new(model.kv_cache_config(n * per_seq, BLOCK), model.device())?;
@@ -102,8 +109,12 @@ fn decode_rate(model: &Transformer, n: usize, pp: usize, tg: usize, breakdown: b
             model.device().synchronize()?;
         }
         let t2 = Instant::now();
-        // The logits reach the host as an engine step's do (llama-batched-bench copies them too).
-        hearth_layers::device::with_host_rows(&logits, |_| ())?;
+        // The logits reach the host as an engine step's do (llama-batched-bench copies them too), or
+        // only the greedy ids where the device picks them.
+        let picked = if args.greedy_on_device { hearth_layers::device::argmax_rows(&logits)? } else { None };
+        if picked.is_none() {
+            hearth_layers::device::with_host_rows(&logits, |_| ())?;
+        }
         let ms = |a: Instant, b: Instant| (b - a).as_secs_f64() * 1e3;
         Ok([ms(t0, t1), ms(t1, t2), ms(t2, Instant::now())])
     };

@@ -87,6 +87,14 @@ pub struct EngineCore {
     metrics: Arc<EngineMetrics>,
 }
 
+/// What a step hands the samplers: every row's logits, or (plain greedy samplers only) the token
+/// the device already picked for each row.
+#[derive(Clone, Copy)]
+enum StepLogits<'a> {
+    Rows(&'a [&'a [f32]]),
+    Argmax(&'a [u32]),
+}
+
 impl EngineCore {
     pub fn new(model: Transformer, tokenizer: Arc<Tokenizer>, eos_ids: Vec<u32>, config: EngineConfig) -> Result<Self> {
         let per_token = model.kv_cache_config(1, 1).bytes_per_token();
@@ -237,8 +245,11 @@ impl EngineCore {
         let t0 = std::time::Instant::now();
         let out = self.model.forward(&tokens, &batch, &self.cache)?;
         tracing::debug!(tokens = tokens.len(), seqs = batch.len(), forward_ms = t0.elapsed().as_secs_f64() * 1e3, "forward");
-        // A CPU step's logits are read in place; a GPU step's come over once (`with_host_rows`).
-        let done = hearth_layers::device::with_host_rows(&out, |logits| self.sample_step(&plan, logits))?;
+        let done = match self.device_greedy(&plan, &out)? {
+            Some(ids) => self.sample_step(&plan, StepLogits::Argmax(&ids)),
+            // A CPU step's logits are read in place; a GPU step's come over once (`with_host_rows`).
+            None => hearth_layers::device::with_host_rows(&out, |rows| self.sample_step(&plan, StepLogits::Rows(rows)))?,
+        };
         for i in done.into_iter().rev() {
             let mut s = self.running.remove(i);
             self.blocks.release(&mut s.block_table);
@@ -246,9 +257,22 @@ impl EngineCore {
         Ok(tokens.len())
     }
 
+    /// Every row's greedy token picked on the device, when the step runs on one that can and every
+    /// sequence that samples this step is plain greedy (a 64-sequence step then copies 64 ids, not
+    /// 64 logits rows); `None` means the host samples from the rows, as it does when a row held
+    /// values the host sampler rejects (it then reports them).
+    fn device_greedy(&self, plan: &[(usize, usize)], out: &candle_core::Tensor) -> Result<Option<Vec<u32>>> {
+        let samples = |&(i, n): &(usize, usize)| self.running[i].pending() == n;
+        if out.device().is_cpu() || !plan.iter().filter(|p| samples(p)).all(|&(i, _)| self.running[i].sampler.is_plain_greedy()) {
+            return Ok(None);
+        }
+        let ids = hearth_layers::device::argmax_rows(out)?;
+        Ok(ids.filter(|ids| ids.len() == plan.len() && !ids.contains(&u32::MAX)))
+    }
+
     /// After a forward pass over `plan` (`(sequence, new tokens)` in batch order, one logits row each):
     /// advance every sequence, sample those whose prompt is done, and return the indices that finished.
-    fn sample_step(&mut self, plan: &[(usize, usize)], logits: &[&[f32]]) -> Vec<usize> {
+    fn sample_step(&mut self, plan: &[(usize, usize)], logits: StepLogits<'_>) -> Vec<usize> {
         let mut done = Vec::new();
         let block_size = self.blocks.block_size();
         for (row, &(i, n)) in plan.iter().enumerate() {
@@ -262,7 +286,11 @@ impl EngineCore {
                 self.metrics.add_prompt_tokens(s.prompt_len);
             }
             self.metrics.add_generation_tokens(1);
-            let progress = match s.sampler.sample(logits[row], &s.tokens) {
+            let sampled = match logits {
+                StepLogits::Rows(rows) => s.sampler.sample(rows[row], &s.tokens),
+                StepLogits::Argmax(ids) => Ok(s.sampler.greedy_token(ids[row])),
+            };
+            let progress = match sampled {
                 Ok(tok) => s.accept(tok, &self.tokenizer, self.model.config().context_length),
                 Err(e) => s.fail(format!("sampling failed: {e}")),
             };

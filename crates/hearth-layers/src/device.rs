@@ -332,6 +332,19 @@ pub fn with_host_rows<R>(t: &Tensor, f: impl FnOnce(&[&[f32]]) -> R) -> Result<R
     Ok(f(&rows))
 }
 
+/// Each row's greedy token (the largest value's index, the lowest on ties) of `[rows, cols]` `t`,
+/// computed on the device when it has a kernel for it, so only one u32 per row crosses the bus;
+/// `None` means the caller reads the rows. `u32::MAX` marks a row the host must sample itself: a
+/// NaN or +inf in it, or nothing above -inf.
+pub fn argmax_rows(t: &Tensor) -> Result<Option<Vec<u32>>> {
+    #[cfg(feature = "cuda")]
+    if t.device().is_cuda() {
+        return Ok(Some(cuda_kernels::argmax_rows(t)?));
+    }
+    let _ = t;
+    Ok(None)
+}
+
 /// Copies `[rows, cols]` `t` (any float dtype, as f32) to the host: on CUDA into a reused
 /// page-locked buffer (several times faster than a pageable copy, and no per-row vectors).
 pub fn rows_to_host(t: &Tensor) -> Result<HostRows> {
@@ -376,6 +389,47 @@ pub fn dense_gemm_many(x: &Tensor, ws: &[&Tensor]) -> Result<Option<Vec<Tensor>>
         }
     }
     let _ = (x, ws);
+    Ok(None)
+}
+
+/// Rows from which a block-quantized matmul on CUDA dequantizes the weight to f16 and runs the
+/// library's tensor-core matmul instead of candle's integer kernels (prompt batches); below it the
+/// quantized kernels, which read 3–4× fewer bytes, win. `HEARTH_CUDA_DEQUANT_ROWS` overrides it.
+pub const DEQUANT_GEMM_ROWS: usize = 128;
+
+/// `x` `[..., k]` f32 times the block-quantized `w^T` (`[n, k]`) through an f16 copy of `w` and
+/// one library matmul, when the device has one and `x` has at least [`DEQUANT_GEMM_ROWS`] rows;
+/// `None` means the caller uses the quantized kernels. The copy is freed when the call returns.
+pub fn dequant_gemm(x: &Tensor, w: &candle_core::quantized::QTensor) -> Result<Option<Tensor>> {
+    Ok(dequant_gemm_many(x, &[w])?.and_then(|mut ys| ys.pop()))
+}
+
+/// [`dequant_gemm`] for several weights over the same `x` (q/k/v, gate/up): the input is cast once.
+pub fn dequant_gemm_many(x: &Tensor, ws: &[&candle_core::quantized::QTensor]) -> Result<Option<Vec<Tensor>>> {
+    #[cfg(feature = "cuda")]
+    if x.device().is_cuda() && !ws.is_empty() {
+        static ROWS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+        let min_rows = *ROWS.get_or_init(|| {
+            std::env::var("HEARTH_CUDA_DEQUANT_ROWS").ok().and_then(|v| v.parse().ok()).unwrap_or(DEQUANT_GEMM_ROWS)
+        });
+        let k = x.dims().last().copied().unwrap_or(0);
+        if k > 0 && x.elem_count() / k >= min_rows {
+            let wide: Vec<Tensor> = ws.iter().map(|w| cuda_kernels::dequantize_f16(w, x.device())).collect::<candle_core::Result<_>>()?;
+            return dense_gemm_many(x, &wide.iter().collect::<Vec<_>>());
+        }
+    }
+    let _ = (x, ws);
+    Ok(None)
+}
+
+/// silu(gate) * up in one device kernel (prompt rows; decode rows fuse it into their GEMV), or
+/// `None` where the device has no such kernel.
+pub fn silu_mul(gate: &Tensor, up: &Tensor) -> Result<Option<Tensor>> {
+    #[cfg(feature = "cuda")]
+    if gate.device().is_cuda() && gate.dims() == up.dims() {
+        return Ok(Some(cuda_kernels::silu_mul(gate, up)?));
+    }
+    let _ = (gate, up);
     Ok(None)
 }
 

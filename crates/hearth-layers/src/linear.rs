@@ -12,8 +12,9 @@ use std::sync::Arc;
 enum Weight {
     /// `[out, in]` dense weight (f32/f16/bf16).
     Dense(Tensor),
-    /// Block-quantized weight on an accelerator, through candle's kernels.
-    Quantized(QMatMul),
+    /// Block-quantized weight on an accelerator, through candle's kernels (prompt batches through
+    /// an f16 copy and the library matmul, [`crate::device::dequant_gemm`]).
+    Quantized(Arc<QTensor>, QMatMul),
     /// Block-quantized weight on the CPU, read in place, multiplied with llama.cpp's numerics.
     Blocks(QuantMatrix),
 }
@@ -35,9 +36,9 @@ impl Linear {
     /// A block-quantized weight for candle's kernels (float tensors come as [`Linear::dense`]).
     pub fn quantized(weight: Arc<QTensor>, bias: Option<Tensor>) -> Result<Self> {
         let (out_features, _) = weight.shape().dims2()?;
-        let weight = match QMatMul::from_arc(weight)? {
+        let weight = match QMatMul::from_arc(weight.clone())? {
             QMatMul::Tensor(t) | QMatMul::TensorF16(t) => Weight::Dense(t),
-            q => Weight::Quantized(q),
+            q => Weight::Quantized(weight, q),
         };
         Ok(Self { weight, bias, out_features })
     }
@@ -53,7 +54,7 @@ impl Linear {
     }
 
     pub fn is_quantized(&self) -> bool {
-        matches!(self.weight, Weight::Quantized(_) | Weight::Blocks(_))
+        matches!(self.weight, Weight::Quantized(..) | Weight::Blocks(_))
     }
 
     /// Several layers over the same input (q/k/v, gate/up). CPU block-quantized weights share one
@@ -91,8 +92,19 @@ impl Linear {
     }
 
     /// Dense device weights without bias: one GEMV launch for all of them over a few rows, or one
-    /// input cast for their library matmuls over more (the same arithmetic as one by one), or `None`.
+    /// input cast for their library matmuls over more (the same arithmetic as one by one); quantized
+    /// ones over a prompt batch: their f16 copies' matmuls, the input cast once; else `None`.
     fn device_gemv_many(layers: &[&Linear], x: &Tensor) -> Result<Option<Vec<Tensor>>> {
+        let quantized: Option<Vec<&QTensor>> = layers
+            .iter()
+            .map(|l| match (&l.weight, &l.bias) {
+                (Weight::Quantized(w, _), None) => Some(&**w),
+                _ => None,
+            })
+            .collect();
+        if let Some(ws) = quantized.filter(|ws| ws.len() > 1) {
+            return crate::device::dequant_gemm_many(x, &ws);
+        }
         let dense: Option<Vec<&Tensor>> = layers
             .iter()
             .map(|l| match (&l.weight, &l.bias) {
@@ -129,7 +141,10 @@ impl Linear {
     /// As [`Self::forward`], with how llama.cpp would have batched each row.
     pub fn forward_batched(&self, x: &Tensor, batching: &[crate::quant::RowBatch]) -> Result<Tensor> {
         let y = match &self.weight {
-            Weight::Quantized(q) => q.forward(x)?,
+            Weight::Quantized(w, q) => match crate::device::dequant_gemm(x, w)? {
+                Some(y) => y,
+                None => q.forward(x)?,
+            },
             Weight::Blocks(m) => m.forward_batched(x, batching)?,
             Weight::Dense(w) if w.dtype() == x.dtype() => x.broadcast_matmul(&w.t()?)?,
             // On an accelerator the (bf16/f16) weight stays as loaded: the activation is cast to it,

@@ -314,3 +314,86 @@ fn dense_gemv_matches_a_host_product() {
         }
     }
 }
+
+/// The device's greedy pick against the host's rule (first index of the largest value), on rows with
+/// ties spread across the kernel's threads, -inf masks, and rows the host must see (NaN, +inf, all
+/// -inf) marked `u32::MAX`.
+#[test]
+fn argmax_rows_matches_the_host_rule() {
+    let gpu = hearth_layers::select_device(DeviceSpec::Cuda(0)).expect("a CUDA device");
+    for cols in [1usize, 7, 1024, 1025, 128_256, 262_144] {
+        let mut rows: Vec<Vec<f32>> = (0..5u64).map(|r| noise(cols, cols as u64 + r)).collect();
+        // Row 1: the maximum at several places, the first one not on thread 0's stride.
+        for at in [cols / 3, cols / 2, cols - 1] {
+            rows[1][at] = 2.0;
+        }
+        rows[2].iter_mut().step_by(2).for_each(|x| *x = f32::NEG_INFINITY);
+        rows.push(vec![f32::NEG_INFINITY; cols]);
+        let mut nan = noise(cols, 77);
+        nan[cols / 2] = f32::NAN;
+        rows.push(nan);
+        let mut inf = noise(cols, 78);
+        inf[cols - 1] = f32::INFINITY;
+        rows.push(inf);
+        let want: Vec<u32> = rows
+            .iter()
+            .map(|row| {
+                if row.iter().any(|x| x.is_nan() || *x == f32::INFINITY) || row.iter().all(|x| *x == f32::NEG_INFINITY) {
+                    return u32::MAX;
+                }
+                let best = row.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+                row.iter().position(|&x| x == best).expect("a maximum") as u32
+            })
+            .collect();
+        let n = rows.len();
+        let t = Tensor::from_vec(rows.concat(), (n, cols), &gpu).expect("logits");
+        let got = hearth_layers::device::argmax_rows(&t).expect("kernel").expect("a CUDA kernel");
+        assert_eq!(got, want, "{cols} columns");
+    }
+}
+
+/// A prompt-sized batch through a block-quantized weight (dequantized to f16, one library matmul)
+/// against an f64 host product of the f16-rounded activations and the host's dequantized weight.
+/// Below the row threshold the quantized kernels keep the call (`None`).
+#[test]
+fn dequant_gemm_matches_a_host_product() {
+    use candle_core::quantized::{GgmlDType, QTensor};
+    let gpu = hearth_layers::select_device(DeviceSpec::Cuda(0)).expect("a CUDA device");
+    let min_rows = hearth_layers::device::DEQUANT_GEMM_ROWS;
+    for dtype in [GgmlDType::Q4K, GgmlDType::Q6K, GgmlDType::Q8_0, GgmlDType::Q4_1] {
+        let (n, k) = (96usize, 512usize);
+        let wf = Tensor::from_vec(noise(n * k, n as u64), (n, k), &gpu).expect("w");
+        let q = QTensor::quantize(&wf, dtype).expect("quantize");
+        let w = q.dequantize(&Device::Cpu).and_then(|t| t.flatten_all()).and_then(|t| t.to_vec1::<f32>()).expect("host weight");
+        let x = noise(min_rows * k, 5);
+        let few = Tensor::from_vec(x[..(min_rows - 1) * k].to_vec(), (min_rows - 1, k), &gpu).expect("x");
+        assert!(hearth_layers::device::dequant_gemm(&few, &q).expect("gemm").is_none(), "{dtype:?}: fewer rows than the threshold");
+        let xt = Tensor::from_vec(x.clone(), (min_rows, k), &gpu).expect("x");
+        let got = hearth_layers::device::dequant_gemm(&xt, &q).expect("gemm").expect("a CUDA path");
+        let bits = |t: &Tensor| t.flatten_all().and_then(|t| t.to_vec1::<f32>()).expect("to host");
+        // Several weights over one input (its cast shared) give each weight's product bit for bit.
+        let many = hearth_layers::device::dequant_gemm_many(&xt, &[&q, &q]).expect("gemm many").expect("a CUDA path");
+        assert!(many.iter().all(|m| bits(m) == bits(&got)), "{dtype:?}: many differs from one");
+        let got = bits(&got);
+        let want = host_product(&round_to(x, DType::F16), &w, min_rows, n, k);
+        let err: f64 = got.iter().zip(&want).map(|(a, b)| (*a as f64 - b).powi(2)).sum::<f64>().sqrt();
+        let norm: f64 = want.iter().map(|b| b * b).sum::<f64>().sqrt();
+        assert!(err / norm < 2e-3, "{dtype:?}: relative error {}", err / norm);
+    }
+}
+
+/// The fused SiLU-gated product against the host formula.
+#[test]
+fn silu_mul_matches_the_host_formula() {
+    let gpu = hearth_layers::select_device(DeviceSpec::Cuda(0)).expect("a CUDA device");
+    for (rows, width) in [(1usize, 7usize), (300, 8192)] {
+        let (g, u) = (noise(rows * width, 31).iter().map(|x| x * 8.0).collect::<Vec<f32>>(), noise(rows * width, 32));
+        let t = |v: &Vec<f32>| Tensor::from_vec(v.clone(), (rows, width), &gpu).expect("tensor");
+        let got = hearth_layers::device::silu_mul(&t(&g), &t(&u)).expect("kernel").expect("a CUDA kernel");
+        let got = got.flatten_all().and_then(|t| t.to_vec1::<f32>()).expect("to host");
+        for (i, ((x, y), out)) in g.iter().zip(&u).zip(&got).enumerate() {
+            let want = *x as f64 / (1.0 + (-*x as f64).exp()) * *y as f64;
+            assert!((*out as f64 - want).abs() <= 1e-6 * (1.0 + want.abs()), "[{i}]: {out} vs {want}");
+        }
+    }
+}

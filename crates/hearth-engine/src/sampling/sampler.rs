@@ -125,6 +125,19 @@ impl Sampler {
         Ok(self.with_logprobs(id, logits))
     }
 
+    /// True when the next token is the argmax of the raw logits and nothing else is read from them
+    /// (greedy, no penalties, no EOS masking, no logprobs): a device may then pick it itself and
+    /// hand over only its id ([`Sampler::greedy_token`]).
+    pub fn is_plain_greedy(&self) -> bool {
+        self.is_greedy() && !self.params.has_penalties() && !self.params.ignore_eos && self.params.logprobs.is_none()
+    }
+
+    /// The token a plain greedy sampler ([`Sampler::is_plain_greedy`]) chose as `id`, the argmax
+    /// (lowest id on ties) of logits that held no NaN or +inf.
+    pub fn greedy_token(&self, id: u32) -> SampledToken {
+        SampledToken { id, logprob: None, top_logprobs: Vec::new() }
+    }
+
     /// Greedy in effect: temperature 0, or so small that `1 / t` overflows (and would give NaN).
     fn is_greedy(&self) -> bool {
         let temperature = self.params.temperature;

@@ -7,6 +7,9 @@ use candle_core::cuda_backend::cudarc::driver::{CudaView, LaunchConfig, PushKern
 use candle_core::cuda_backend::{CudaDType, CudaStorage, WrapErr};
 use candle_core::{CustomOp3, DType, Layout, Result, Shape, Storage, Tensor};
 
+mod dequant;
+pub use dequant::{dequantize_f16, silu_mul};
+
 const DECODE_ATTENTION_PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/decode_attention.ptx"));
 
 /// Query heads one decode-attention block serves (GROUP in decode_attention.cu).
@@ -459,6 +462,45 @@ pub fn add_rms_norm(x: &Tensor, r: &Tensor, w: &Tensor, eps: f32) -> Result<(Ten
     let both = x.apply_op3_no_bwd(&r, &w.contiguous()?, &AddRmsNorm { eps })?;
     let n = x.elem_count();
     Ok((both.narrow(0, 0, n)?.reshape(x.dims())?, both.narrow(0, n, n)?.reshape(x.dims())?))
+}
+
+const ARGMAX_PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/argmax.ptx"));
+
+/// The greedy token of every row of an f32 `[rows, cols]` tensor, as u32 (see argmax.cu).
+struct ArgmaxRows;
+
+impl candle_core::CustomOp1 for ArgmaxRows {
+    fn name(&self) -> &'static str {
+        "hearth-argmax-rows"
+    }
+
+    fn cpu_fwd(&self, _: &candle_core::CpuStorage, _: &Layout) -> Result<(candle_core::CpuStorage, Shape)> {
+        candle_core::bail!("hearth-argmax-rows runs on CUDA only")
+    }
+
+    fn cuda_fwd(&self, x: &CudaStorage, x_l: &Layout) -> Result<(CudaStorage, Shape)> {
+        let (rows, cols) = x_l.shape().dims2()?;
+        if rows == 0 || cols == 0 || cols > i32::MAX as usize {
+            candle_core::bail!("argmax rows: {rows} rows of {cols} values");
+        }
+        let xs = view::<f32>(x, x_l, "argmax: logits")?;
+        let dev = x.device().clone();
+        // SAFETY: block r writes out[r], every one of the `rows` values.
+        let mut out = unsafe { dev.alloc::<u32>(rows)? };
+        let func = dev.get_or_load_custom_func("argmax_rows", "hearth_argmax", ARGMAX_PTX)?;
+        let cfg = LaunchConfig { grid_dim: (rows as u32, 1, 1), block_dim: (1024, 1, 1), shared_mem_bytes: 0 };
+        let c = cols as i32;
+        let mut b = func.builder();
+        b.arg(&xs).arg(&mut out).arg(&c);
+        // SAFETY: argument order and types match argmax.cu; the shape was checked above.
+        unsafe { b.launch(cfg) }.w()?;
+        Ok((CudaStorage::wrap_cuda_slice(out, dev), Shape::from(rows)))
+    }
+}
+
+/// Each row's greedy token (`u32::MAX` for a row the host must sample: see argmax.cu), copied back.
+pub fn argmax_rows(x: &Tensor) -> Result<Vec<u32>> {
+    x.to_dtype(DType::F32)?.contiguous()?.apply_op1_no_bwd(&ArgmaxRows)?.to_vec1::<u32>()
 }
 
 /// `x` (bf16/f16 `[m, k]`) times `w^T` (same dtype, `[n, k]`) by cuBLAS with f32 accumulation and

@@ -379,3 +379,41 @@ fn large_vocabulary_samples_within_top_k() {
         assert!(best.contains(&s.sample(&logits, &[1, 2, 3]).unwrap().id));
     }
 }
+
+/// A device may pick a plain greedy sampler's token itself only if the host would have picked the
+/// same one from the same logits: the argmax, the lowest id on ties, and nothing else read. Any
+/// setting that reads more than the argmax (penalties, EOS masking, logprobs, a temperature) must
+/// make the sampler ask for the logits.
+#[test]
+fn plain_greedy_is_exactly_the_settings_whose_token_is_the_argmax() {
+    let greedy = SamplingParams { temperature: 0.0, ..SamplingParams::default() };
+    assert!(sampler(greedy.clone()).is_plain_greedy());
+    let not_plain = [
+        SamplingParams { temperature: 0.7, ..greedy.clone() },
+        SamplingParams { repeat_penalty: 1.1, ..greedy.clone() },
+        SamplingParams { presence_penalty: 0.5, ..greedy.clone() },
+        SamplingParams { frequency_penalty: 0.5, ..greedy.clone() },
+        SamplingParams { logprobs: Some(0), ..greedy.clone() },
+        SamplingParams { ignore_eos: true, ..greedy.clone() },
+    ];
+    for params in not_plain {
+        assert!(!sampler(params.clone()).is_plain_greedy(), "{params:?}");
+    }
+}
+
+proptest! {
+    #[test]
+    fn a_plain_greedy_token_is_what_sampling_the_logits_gives(
+        logits in prop::collection::vec(prop::sample::select(vec![-2.0f32, -1.0, 0.0, 0.5, 3.0, f32::NEG_INFINITY]), 1..64),
+        history in prop::collection::vec(0u32..64, 0..8),
+    ) {
+        let mut s = sampler(SamplingParams { temperature: 0.0, ..SamplingParams::default() });
+        prop_assume!(logits.iter().any(|l| l.is_finite()));
+        // The first index of the largest value, as the device kernel computes it.
+        let best = logits.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+        let id = logits.iter().position(|&l| l == best).unwrap() as u32;
+        let host = s.sample(&logits, &history).unwrap();
+        let device = s.greedy_token(id);
+        prop_assert_eq!((host.id, host.logprob, host.top_logprobs), (device.id, device.logprob, device.top_logprobs));
+    }
+}

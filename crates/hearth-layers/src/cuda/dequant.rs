@@ -1,0 +1,83 @@
+//! Block-quantized weights widened to f16 on the device (prompt-sized matmuls then run on cuBLAS),
+//! and the SiLU-gated product for prompt rows: see dequant.cu and silu_mul.cu.
+
+use super::view;
+use candle_core::backend::BackendStorage;
+use candle_core::cuda_backend::cudarc::driver::{LaunchConfig, PushKernelArg};
+use candle_core::cuda_backend::{CudaStorage, WrapErr};
+use candle_core::quantized::{GgmlDType, QTensor};
+use candle_core::{DType, Device, Layout, Result, Shape, Storage, Tensor};
+
+const DEQUANT_PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/dequant.ptx"));
+const SILU_MUL_PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/silu_mul.ptx"));
+
+/// Values per k-quant super-block, and warps (one super-block each) per thread block.
+const SUPER_BLOCK: usize = 256;
+const WARPS: usize = 8;
+
+/// An f16 `[n, k]` copy of `w`: Q4_K and Q6_K by hearth's kernels, other formats by candle's.
+pub fn dequantize_f16(w: &QTensor, device: &Device) -> Result<Tensor> {
+    let kernel = match w.dtype() {
+        GgmlDType::Q4K => "dequant_q4k_f16",
+        GgmlDType::Q6K => "dequant_q6k_f16",
+        _ => return w.dequantize_f16(device),
+    };
+    let n = w.shape().elem_count();
+    let Device::Cuda(dev) = device else { return w.dequantize_f16(device) };
+    if n % SUPER_BLOCK != 0 || n == 0 {
+        return w.dequantize_f16(device);
+    }
+    let blocks = n / SUPER_BLOCK;
+    let stream = dev.cuda_stream();
+    let (src, _guard) = w.device_ptr_with_guard(&stream)?;
+    // SAFETY: the kernel writes all n values (32 lanes x 8 per super-block).
+    let mut out = unsafe { dev.alloc::<half::f16>(n)? };
+    let func = dev.get_or_load_custom_func(kernel, "hearth_dequant", DEQUANT_PTX)?;
+    let cfg = LaunchConfig { grid_dim: (blocks.div_ceil(WARPS) as u32, 1, 1), block_dim: ((WARPS * 32) as u32, 1, 1), shared_mem_bytes: 0 };
+    let (src, count) = (src as u64, blocks as i64);
+    let mut b = func.builder();
+    b.arg(&src).arg(&mut out).arg(&count);
+    // SAFETY: argument order and types match dequant.cu (the source pointer passed as its address);
+    // `w` holds `blocks` super-blocks of the kernel's format, alive while `_guard` is.
+    unsafe { b.launch(cfg) }.w()?;
+    let storage = Storage::Cuda(CudaStorage::wrap_cuda_slice(out, dev.clone()));
+    Ok(Tensor::from_storage(storage, w.shape().clone(), candle_core::op::BackpropOp::none(), false))
+}
+
+/// silu(gate) * up, both f32 of one shape.
+struct SiluMul;
+
+impl candle_core::CustomOp2 for SiluMul {
+    fn name(&self) -> &'static str {
+        "hearth-silu-mul"
+    }
+
+    fn cpu_fwd(&self, _: &candle_core::CpuStorage, _: &Layout, _: &candle_core::CpuStorage, _: &Layout) -> Result<(candle_core::CpuStorage, Shape)> {
+        candle_core::bail!("hearth-silu-mul runs on CUDA only")
+    }
+
+    fn cuda_fwd(&self, g: &CudaStorage, g_l: &Layout, u: &CudaStorage, u_l: &Layout) -> Result<(CudaStorage, Shape)> {
+        if g_l.shape() != u_l.shape() {
+            candle_core::bail!("silu mul: gate {:?} and up {:?}", g_l.shape(), u_l.shape());
+        }
+        let n = g_l.shape().elem_count();
+        let (gs, us) = (view::<f32>(g, g_l, "silu mul: gate")?, view::<f32>(u, u_l, "silu mul: up")?);
+        let dev = g.device().clone();
+        // SAFETY: the grid-stride loop writes all n values.
+        let mut out = unsafe { dev.alloc::<f32>(n)? };
+        let func = dev.get_or_load_custom_func("silu_mul", "hearth_silu_mul", SILU_MUL_PTX)?;
+        let cfg = LaunchConfig { grid_dim: (n.div_ceil(256).clamp(1, 132 * 16) as u32, 1, 1), block_dim: (256, 1, 1), shared_mem_bytes: 0 };
+        let count = n as i64;
+        let mut b = func.builder();
+        b.arg(&gs).arg(&us).arg(&mut out).arg(&count);
+        // SAFETY: argument order and types match silu_mul.cu; the shapes were checked above.
+        unsafe { b.launch(cfg) }.w()?;
+        Ok((CudaStorage::wrap_cuda_slice(out, dev), g_l.shape().clone()))
+    }
+}
+
+/// silu(gate) * up for f32 tensors of one shape, in one launch.
+pub fn silu_mul(gate: &Tensor, up: &Tensor) -> Result<Tensor> {
+    let (g, u) = (gate.to_dtype(DType::F32)?.contiguous()?, up.to_dtype(DType::F32)?.contiguous()?);
+    g.apply_op2_no_bwd(&u, &SiluMul)
+}
