@@ -97,8 +97,9 @@ fn engine(args: EngineBenchArgs) -> Result<()> {
     let model = &loaded.model;
     let vocab = model.config().vocab_size as u32;
     let tokens: Vec<u32> = (0..args.pp.max(args.tg) as u32).map(|i| (i * 7919 + 13) % vocab).collect();
-    // Warm-up, as llama-bench does, so page faults of the mapped weights are not timed.
-    run_pp(model, &tokens[..args.pp.min(16)])?;
+    // Warm-up with the whole prompt, as llama-bench does: page faults of the mapped weights, and on a
+    // GPU loading the kernels a prompt batch uses and growing the memory pool, are not timed.
+    run_pp(model, &tokens[..args.pp])?;
     let pp: Vec<f64> = (0..args.reps).map(|_| run_pp(model, &tokens[..args.pp]).map(|s| args.pp as f64 / s)).collect::<Result<_>>()?;
     let tg: Vec<f64> = (0..args.reps).map(|_| run_tg(model, &tokens[..args.tg]).map(|s| args.tg as f64 / s)).collect::<Result<_>>()?;
     let rss = peak_rss_bytes();
