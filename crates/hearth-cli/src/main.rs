@@ -77,6 +77,13 @@ fn main() -> ExitCode {
         // Runs decode steps op by op instead of replaying CUDA graphs (for comparisons).
         hearth_models::set_device_graphs_default(false);
     }
+    if let Ok(rows) = std::env::var("HEARTH_CUDA_DEQUANT_ROWS") {
+        // From how many rows quantized matmuls on CUDA widen the weight to f16 for cuBLAS (comparisons).
+        match rows.parse::<usize>() {
+            Ok(rows) => hearth_layers::device::set_dequant_gemm_rows(rows),
+            Err(e) => eprintln!("warning: HEARTH_CUDA_DEQUANT_ROWS: {e}"),
+        }
+    }
     if let Some(n) = cli.threads {
         // candle's CPU kernels size their pool from this variable; set it before any tensor work starts.
         std::env::set_var("RAYON_NUM_THREADS", n.max(1).to_string());

@@ -311,8 +311,9 @@ impl Transformer {
     /// Attention of every sequence's new tokens: `[t, n_heads * head_dim]`. On a host cache every
     /// sequence goes through the host kernel in one parallel pass (whose rows do not depend on the
     /// batch, so prefix-cache hits and batching never change a sampled token); on a device cache,
-    /// decode tokens go through the device's kernel in one launch where it has one, and the rest
-    /// through tensor matmuls one sequence at a time.
+    /// the rows the batch's index covers (decode tokens, and prompts up to [`MAX_INDEXED_SLOTS`])
+    /// go through the device's kernel in one launch where it has one, the rest through tensor
+    /// matmuls one sequence at a time.
     fn attention(
         &self,
         q: &Tensor,

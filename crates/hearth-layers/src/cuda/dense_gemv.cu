@@ -6,33 +6,13 @@
 // the other, so small matrices (k/v) share the launch and the GPU fills. The SwiGLU form reads a gate
 // and an up row per warp and writes silu(gate) * up, so gate/up, SiLU and the product are one launch.
 // Requires K % 8 == 0 and 16-byte aligned rows (checked by the caller).
-#include <cuda_fp16.h>
-#include <cuda_bf16.h>
 
 // 16-byte loads each lane keeps in flight per weight row: one at a time left the warp waiting on a
 // memory round trip per 256 elements.
 #define UNROLL 4
 #define STEP (32 * 8)
 
-__device__ __forceinline__ void widen8(const uint4 raw, float* out, const __nv_bfloat16*) {
-  const __nv_bfloat162* h = reinterpret_cast<const __nv_bfloat162*>(&raw);
-#pragma unroll
-  for (int i = 0; i < 4; i++) {
-    float2 f = __bfloat1622float2(h[i]);
-    out[2 * i] = f.x;
-    out[2 * i + 1] = f.y;
-  }
-}
-
-__device__ __forceinline__ void widen8(const uint4 raw, float* out, const __half*) {
-  const __half2* h = reinterpret_cast<const __half2*>(&raw);
-#pragma unroll
-  for (int i = 0; i < 4; i++) {
-    float2 f = __half22float2(h[i]);
-    out[2 * i] = f.x;
-    out[2 * i + 1] = f.y;
-  }
-}
+#include "weights.cuh"
 
 // acc[b] += x[b, i..i+8] . w[i..i+8] (w already widened).
 template <int B>
@@ -57,17 +37,17 @@ __device__ __forceinline__ void warp_dots(const float* __restrict__ x, const T* 
     for (int b = 0; b < B; b++) acc[r][b] = 0.f;
   int i = lane * 8;
   for (; i + (UNROLL - 1) * STEP < k; i += UNROLL * STEP) {
-    uint4 raw[R][UNROLL];
+    typename Weights<T>::Raw raw[R][UNROLL];
 #pragma unroll
     for (int r = 0; r < R; r++)
 #pragma unroll
-      for (int u = 0; u < UNROLL; u++) raw[r][u] = __ldg(reinterpret_cast<const uint4*>(rows[r] + i + u * STEP));
+      for (int u = 0; u < UNROLL; u++) raw[r][u] = Weights<T>::load(rows[r], i + u * STEP);
 #pragma unroll
     for (int u = 0; u < UNROLL; u++)
 #pragma unroll
       for (int r = 0; r < R; r++) {
         float wf[8];
-        widen8(raw[r][u], wf, rows[r]);
+        Weights<T>::widen(raw[r][u], wf);
         accumulate<B>(x, k, i + u * STEP, wf, acc[r]);
       }
   }
@@ -75,7 +55,7 @@ __device__ __forceinline__ void warp_dots(const float* __restrict__ x, const T* 
 #pragma unroll
     for (int r = 0; r < R; r++) {
       float wf[8];
-      widen8(__ldg(reinterpret_cast<const uint4*>(rows[r] + i)), wf, rows[r]);
+      Weights<T>::widen(Weights<T>::load(rows[r], i), wf);
       accumulate<B>(x, k, i, wf, acc[r]);
     }
 #pragma unroll
@@ -96,7 +76,7 @@ __device__ void dense_gemv(const float* __restrict__ x, const T* w0, const T* w1
   if (row >= n0) { row -= n0; w = w1; n = n1; y += (size_t)B * n0;
     if (row >= n1) { row -= n1; w = w2; n = n2; y += (size_t)B * n1; } }
   if (row >= n) return;
-  const T* rows[1] = {w + (size_t)row * k};
+  const T* rows[1] = {Weights<T>::row(w, row, k)};
   float acc[1][B];
   warp_dots<T, B, 1>(x, rows, k, acc);
   if ((threadIdx.x & 31) == 0)
@@ -109,7 +89,7 @@ template <typename T, int B>
 __device__ void dense_swiglu(const float* __restrict__ x, const T* gate, const T* up, float* __restrict__ y, int n, int k) {
   const int row = (blockIdx.x * blockDim.x + threadIdx.x) >> 5;
   if (row >= n) return;
-  const T* rows[2] = {gate + (size_t)row * k, up + (size_t)row * k};
+  const T* rows[2] = {Weights<T>::row(gate, row, k), Weights<T>::row(up, row, k)};
   float acc[2][B];
   warp_dots<T, B, 2>(x, rows, k, acc);
   if ((threadIdx.x & 31) == 0)
