@@ -516,8 +516,8 @@ impl BatchPlan {
         (slots, offsets)
     }
 
-    /// Every decoding sequence, then prompts in batch order while the slot lists stay within
-    /// [`MAX_INDEXED_SLOTS`]; `None` when that is none.
+    /// The sequences, in batch order, that the kernel serves: every decoding one, and each prompt
+    /// whose rows' slot lists still fit [`MAX_INDEXED_SLOTS`]; `None` when that is none.
     fn build_decode_index(&self, sliding: bool, device: &Device) -> Result<Option<DecodeIndex>> {
         let window = if sliding { self.window } else { None };
         let listed = |s: &SeqPlan| -> usize {
