@@ -17,6 +17,8 @@ use std::cell::OnceCell;
 use std::sync::Arc;
 
 mod decode_graph;
+#[cfg(test)]
+mod tests;
 use decode_graph::DecodeGraphs;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -560,13 +562,7 @@ impl BatchPlan {
             if end > cfg.context_length {
                 return Err(ModelError::ContextOverflow { needed: end, context_length: cfg.context_length });
             }
-            let slot_of = |pos: usize| -> Result<usize> {
-                let block = s.block_table.get(pos / block_size).ok_or_else(|| {
-                    ModelError::BadBatch(format!("block table of {} blocks does not cover position {pos}", s.block_table.len()))
-                })?;
-                Ok(block * block_size + pos % block_size)
-            };
-            let all: Vec<u32> = (0..end).map(|p| slot_of(p).map(|x| x as u32)).collect::<Result<_>>()?;
+            let all = slots_of(&s.block_table, block_size, end)?;
             positions.extend((s.cached..end).map(|p| p as u32));
             row_batching.extend((s.cached..end).map(|p| RowBatch::at(p, s.prompt_len)));
             slots.extend(all[s.cached..].iter().map(|&x| x as usize));
@@ -596,6 +592,26 @@ impl BatchPlan {
             decode_local: OnceCell::new(),
         })
     }
+}
+
+/// Cache slots of positions `0..end` under `block_table`, a block at a time (a 64-sequence decode
+/// step at 512-token contexts lists 33k of them, on the host, before every step).
+fn slots_of(block_table: &[usize], block_size: usize, end: usize) -> Result<Vec<u32>> {
+    let blocks = end.div_ceil(block_size.max(1));
+    if block_table.len() < blocks {
+        let pos = block_table.len() * block_size;
+        return Err(ModelError::BadBatch(format!("block table of {} blocks does not cover position {pos}", block_table.len())));
+    }
+    let mut all = Vec::with_capacity(end);
+    for &block in &block_table[..blocks] {
+        let first = block * block_size;
+        let take = (end - all.len()).min(block_size);
+        if first + take > u32::MAX as usize {
+            return Err(ModelError::BadBatch(format!("cache slot {} does not fit 32 bits", first + take - 1)));
+        }
+        all.extend(first as u32..(first + take) as u32);
+    }
+    Ok(all)
 }
 
 /// Builds layers from weights by their GGUF names.
