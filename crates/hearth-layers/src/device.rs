@@ -445,18 +445,5 @@ pub fn silu_mul(gate: &Tensor, up: &Tensor) -> Result<Option<Tensor>> {
 /// library with an f32 result (no cast of the output), when the device has one; `None` means the
 /// caller casts around a plain matmul.
 pub fn dense_gemm(x: &Tensor, w: &Tensor) -> Result<Option<Tensor>> {
-    #[cfg(feature = "cuda")]
-    if x.device().is_cuda() && x.dtype() == candle_core::DType::F32 && matches!(w.dtype(), candle_core::DType::BF16 | candle_core::DType::F16) {
-        let (n, k) = w.dims2()?;
-        if x.dims().last() == Some(&k) && x.elem_count() > 0 {
-            let mut dims = x.dims().to_vec();
-            let rows = x.elem_count() / k.max(1);
-            if let Some(last) = dims.last_mut() {
-                *last = n;
-            }
-            return Ok(Some(cuda_kernels::gemm_f32_out(&x.reshape((rows, k))?, w)?.reshape(dims)?));
-        }
-    }
-    let _ = (x, w);
-    Ok(None)
+    Ok(dense_gemm_many(x, &[w])?.and_then(|mut ys| ys.pop()))
 }
