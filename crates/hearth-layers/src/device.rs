@@ -98,7 +98,8 @@ pub fn decode_attention(
     Ok(None)
 }
 
-/// Writes new K and V rows (`[tokens, width]`, any float dtype) into the device cache tensors at
+/// Writes new K and V rows (`[tokens, width]`, any float dtype; each row packed, the rows at any
+/// stride, as in a column range of a matmul output) into the device cache tensors at
 /// `slots` (u32, on the device), one kernel for both and the whole batch, when the device has such
 /// a kernel; `false` means the caller copies. `keys` and `values` are distinct cache tensors.
 pub fn kv_write(keys: &Tensor, values: &Tensor, k: &Tensor, v: &Tensor, slots: &Tensor) -> Result<bool> {
@@ -390,6 +391,18 @@ pub fn dense_gemm_many(x: &Tensor, ws: &[&Tensor]) -> Result<Option<Vec<Tensor>>
     }
     let _ = (x, ws);
     Ok(None)
+}
+
+/// Rows up to which dense weights over one input (q/k/v) are one GEMV launch on `device`, reading
+/// each weight as stored; more rows take the library matmul, which a stacked weight
+/// ([`crate::linear::Linear::stack`]) serves in one call. 0 where the device has no such GEMV.
+pub fn dense_gemv_max_rows(device: &candle_core::Device) -> usize {
+    #[cfg(feature = "cuda")]
+    if device.is_cuda() {
+        return cuda_kernels::DENSE_GEMV_MAX_ROWS;
+    }
+    let _ = device;
+    0
 }
 
 /// Rows from which a block-quantized matmul on CUDA dequantizes the weight to f16 and runs the

@@ -143,6 +143,66 @@ fn kv_write_puts_each_row_in_its_slot_and_nowhere_else() {
     }
 }
 
+/// K and V rows read at a stride (column ranges of one wider matrix, as a stacked q/k/v matmul
+/// gives them) land in the cache exactly as packed copies of them do.
+#[test]
+fn kv_write_reads_rows_at_a_stride() {
+    let gpu = hearth_layers::select_device(DeviceSpec::Cuda(0)).expect("a CUDA device");
+    let (kv_heads, head_dim, tokens) = (2, 64, 9);
+    let width = kv_heads * head_dim;
+    let wide = Tensor::from_vec(noise(tokens * (2 * width + 24), 77), (tokens, 2 * width + 24), &gpu).expect("wide");
+    let (k, v) = (wide.narrow(1, 8, width).expect("k view"), wide.narrow(1, width + 24, width).expect("v view"));
+    let slots = [3usize, 30, 4, 5, 17, 0, 9, 10, 31];
+    let all: Vec<u32> = (0..32).collect();
+    let ids = Tensor::new(all.as_slice(), &gpu).expect("ids");
+    let gathered = |k: &Tensor, v: &Tensor| {
+        let cfg = KvCacheConfig { num_blocks: 2, block_size: 16, n_layers: 1, n_kv_heads: kv_heads, head_dim, dtype: DType::F16 };
+        let cache = PagedKvCache::new(cfg, &gpu).expect("device cache");
+        cache.write(0, &slots, k, v).expect("write");
+        let (gk, gv) = cache.gather(0, &ids).expect("gather");
+        let host = |t: Tensor| t.to_dtype(DType::F32).and_then(|t| t.flatten_all()).and_then(|t| t.to_vec1::<f32>()).expect("copy back");
+        (host(gk), host(gv))
+    };
+    let packed = gathered(&k.contiguous().expect("k"), &v.contiguous().expect("v"));
+    let strided = gathered(&k, &v);
+    assert!(packed.0.iter().any(|&x| x != 0.0), "nothing was written");
+    assert!(strided == packed, "rows read at a stride were written differently");
+}
+
+/// q/k/v stacked into one weight: the parts (views of its rows) multiply as the layers did, and the
+/// stacked layer's one matmul gives their outputs side by side, over decode and prompt row counts.
+#[test]
+fn stacked_weights_multiply_as_their_parts() {
+    use hearth_layers::Linear;
+    let gpu = hearth_layers::select_device(DeviceSpec::Cuda(0)).expect("a CUDA device");
+    let k = 256;
+    let widths = [128usize, 32, 32];
+    let weights: Vec<Tensor> = widths
+        .iter()
+        .enumerate()
+        .map(|(i, &n)| Tensor::from_vec(noise(n * k, 40 + i as u64), (n, k), &gpu).and_then(|t| t.to_dtype(DType::BF16)).expect("w"))
+        .collect();
+    let layers = || weights.iter().map(|w| Linear::dense(w.clone(), None).expect("layer")).collect::<Vec<_>>();
+    let (parts, stacked) = Linear::stack(layers()).expect("stack");
+    let stacked = stacked.expect("dense device layers stack");
+    let host = |t: &Tensor| t.flatten_all().and_then(|t| t.to_vec1::<f32>()).expect("to host");
+    for rows in [1usize, 5, 7, 64] {
+        let x = Tensor::from_vec(noise(rows * k, rows as u64), (rows, k), &gpu).expect("x");
+        let alone: Vec<Tensor> = layers().iter().map(|l| l.forward(&x).expect("layer")).collect();
+        for (part, want) in parts.iter().zip(&alone) {
+            assert_eq!(host(&part.forward(&x).expect("part")), host(want), "{rows} rows: a part differs from its layer");
+        }
+        let got = host(&stacked.forward(&x).expect("stacked"));
+        let want = host(&Tensor::cat(&alone, 1).expect("side by side"));
+        let worst = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        assert!(got.len() == want.len() && worst < 1e-4, "{rows} rows: stacked output off by {worst}");
+    }
+    // A host layer is never stacked.
+    let host_layer = Linear::dense(Tensor::zeros((4, k), DType::F32, &Device::Cpu).expect("w"), None).expect("layer");
+    let (back, none) = Linear::stack(vec![host_layer.clone(), host_layer]).expect("stack");
+    assert!(none.is_none() && back.len() == 2);
+}
+
 #[test]
 fn rope_kernel_matches_the_cpu_rope() {
     use hearth_layers::{RopeConfig, RopeScaling, RopeStyle, RotaryEmbedding};
@@ -177,6 +237,21 @@ fn rope_kernel_matches_the_cpu_rope() {
             };
             let ((wq, wk), (gq, gk)) = (pair(&Device::Cpu), pair(&gpu));
             assert_eq!(gq, got, "{style:?}: q of the pair differs from q alone");
+            // q and k as column ranges of one wider matrix (a stacked q/k/v output): read at a stride.
+            let strided = {
+                let rope = RotaryEmbedding::new(&cfg, &gpu).expect("rope");
+                let rows = rope.rows(&positions).expect("rows");
+                let t = positions.len();
+                let qt = Tensor::from_vec(x.clone(), (t, heads, head_dim), &gpu).expect("q");
+                let kt = Tensor::from_vec(kx.clone(), (t, k_heads, head_dim), &gpu).expect("k");
+                let junk = Tensor::ones((t, 2, head_dim), DType::F32, &gpu).expect("junk");
+                let wide = Tensor::cat(&[&qt, &kt, &junk], 1).expect("wide");
+                let (q, k) = (wide.narrow(1, 0, heads).expect("q view"), wide.narrow(1, heads, k_heads).expect("k view"));
+                let (q, k) = rope.apply_rows_pair(&q, &k, &rows).expect("strided pair");
+                let host = |t: Tensor| t.flatten_all().and_then(|t| t.to_vec1::<f32>()).expect("copy back");
+                (host(q), host(k))
+            };
+            assert!(strided.0 == gq && strided.1 == gk, "{style:?}, {heads} heads of {head_dim}: strided q/k differ from packed");
             let worst = wk.iter().zip(&gk).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
             assert!(wq == want && worst < 1e-5, "{style:?}, k of {k_heads} heads of {head_dim}: max difference {worst}");
         }

@@ -51,6 +51,8 @@ struct Attention {
     q: Linear,
     k: Linear,
     v: Linear,
+    /// q, k and v stacked into one weight (dense accelerator weights; q/k/v are views of its rows).
+    qkv: Option<Linear>,
     o: Linear,
     q_norm: Option<RmsNorm>,
     k_norm: Option<RmsNorm>,
@@ -246,11 +248,7 @@ impl Transformer {
             Some(ff) => b.attn_norm.forward_residual(x, ff)?,
             None => (x.clone(), b.attn_norm.forward(x)?),
         };
-        let [q, k, v]: [Tensor; 3] = Linear::forward_many(&[&b.attn.q, &b.attn.k, &b.attn.v], &h, &plan.row_batching)?
-            .try_into()
-            .map_err(|_| ModelError::BadBatch("q/k/v projection returned the wrong count".into()))?;
-        let mut q = q.reshape((t, c.n_heads, c.head_dim))?;
-        let mut k = k.reshape((t, c.n_kv_heads, c.head_dim))?;
+        let [mut q, mut k, v] = self.project_qkv(&b.attn, &h, plan)?;
         if let (Some(qn), Some(kn)) = (&b.attn.q_norm, &b.attn.k_norm) {
             q = qn.forward(&q)?;
             k = kn.forward(&k)?;
@@ -291,6 +289,25 @@ impl Transformer {
             None => ff,
         };
         Ok((x, Some(ff)))
+    }
+
+    /// q `[t, heads, head_dim]`, k `[t, kv_heads, head_dim]` and v `[t, kv_heads * head_dim]` of the
+    /// batch's rows: with a stacked weight and more rows than the device GEMV serves, one library
+    /// matmul and column views of its output (the rope and cache-write kernels read rows at a stride);
+    /// else the three projections together.
+    fn project_qkv(&self, a: &Attention, h: &Tensor, plan: &BatchPlan) -> Result<[Tensor; 3]> {
+        let c = &self.config;
+        let t = h.dim(0)?;
+        if let Some(qkv) = a.qkv.as_ref().filter(|_| t > hearth_layers::device::dense_gemv_max_rows(&self.device)) {
+            let y = qkv.forward(h)?;
+            let heads = y.reshape((t, c.n_heads + 2 * c.n_kv_heads, c.head_dim))?;
+            let v = y.narrow(1, (c.n_heads + c.n_kv_heads) * c.head_dim, c.n_kv_heads * c.head_dim)?;
+            return Ok([heads.narrow(1, 0, c.n_heads)?, heads.narrow(1, c.n_heads, c.n_kv_heads)?, v]);
+        }
+        let [q, k, v]: [Tensor; 3] = Linear::forward_many(&[&a.q, &a.k, &a.v], h, &plan.row_batching)?
+            .try_into()
+            .map_err(|_| ModelError::BadBatch("q/k/v projection returned the wrong count".into()))?;
+        Ok([q.reshape((t, c.n_heads, c.head_dim))?, k.reshape((t, c.n_kv_heads, c.head_dim))?, v])
     }
 
     /// The MLP's activated product, act(gate(h)) * up(h): one device kernel for SwiGLU where there is
@@ -656,12 +673,15 @@ impl Loader<'_> {
     fn block(&self, i: usize) -> Result<Block> {
         let p = |s: &str| format!("blk.{i}.{s}");
         let c = self.cfg;
+        let (parts, qkv) = Linear::stack(vec![self.linear(&p("attn_q"))?, self.linear(&p("attn_k"))?, self.linear(&p("attn_v"))?])?;
+        let [q, k, v]: [Linear; 3] = parts.try_into().map_err(|_| ModelError::Format(format!("blk.{i}: q/k/v stacking lost a layer")))?;
         Ok(Block {
             attn_norm: self.norm(&p("attn_norm.weight"))?,
             attn: Attention {
-                q: self.linear(&p("attn_q"))?,
-                k: self.linear(&p("attn_k"))?,
-                v: self.linear(&p("attn_v"))?,
+                q,
+                k,
+                v,
+                qkv,
                 o: self.linear(&p("attn_output"))?,
                 q_norm: self.optional_norm(&p("attn_q_norm.weight"), c.qk_norm)?,
                 k_norm: self.optional_norm(&p("attn_k_norm.weight"), c.qk_norm)?,

@@ -1,8 +1,9 @@
 // Paged attention for decode steps: one query token per sequence, every sequence of the batch in one
 // launch. Block (seq, KV head, run of up to GROUP query heads, split) of 4 warps. A K/V row is read by a
-// lane group of LPK lanes, each lane loading 16 bytes (NV of them for rows wider than 32 loads), so a
-// warp reads 32 / LPK rows per load instruction and every load is a full 16-byte access: the earlier
-// kernel read 2-4 bytes per lane per load and reached an eighth of the memory bandwidth. Each lane group
+// lane group of LPK lanes, each lane copying 16 bytes (NV pieces for rows wider than 32 of them) into
+// shared memory with cp.async, STAGES steps ahead of the arithmetic: every access is a full 16-byte one
+// (the first kernel read 2-4 bytes per lane and reached an eighth of the memory bandwidth), and rows in
+// flight hold no registers, so 4 blocks still fit an SM. Each lane group
 // keeps its own online softmax over the keys it visits; groups, warps and splits are merged at the end.
 // K/V rows are read in place from the paged cache through the slot list, so no gather copy is made.
 #include <cuda_fp16.h>
@@ -11,8 +12,9 @@
 
 #define WARPS 4
 #define MAX_HEAD_DIM 256
-// Rows per lane group per step, loaded together: several loads in flight per lane hide the latency.
+// Rows per lane group per step, copied together; STAGES steps of them are in flight per warp.
 #define UNROLL 4
+#define STAGES 2
 // Query heads served per block (a GQA group, or a run of one).
 #define GROUP 4
 // Keys per chunk handed to one split.
@@ -44,6 +46,56 @@ __device__ __forceinline__ void fold(float& m, float& l, float* a, float m2, flo
   m = top;
 }
 
+// Moves (chunk c0, warp step w0) to the next step with keys in it: past the chunk's end (or the
+// sequence's), the split's next chunk; c0 >= end when none is left.
+__device__ __forceinline__ void next_step(unsigned& c0, unsigned& w0, unsigned end, unsigned first, unsigned chunk_step) {
+  while (c0 < end && w0 >= min(c0 + CHUNK, end)) {
+    c0 += chunk_step;
+    w0 = c0 + first;
+  }
+}
+
+// The slot ids of a lane group's UNROLL keys at step w0; keys past the chunk reload key w0's slot
+// (their scores are masked).
+template <int UNROLL_>
+__device__ __forceinline__ void load_slots(unsigned (&slot)[UNROLL_], const unsigned* __restrict__ slots, unsigned c0, unsigned w0,
+                                           unsigned end, unsigned stride, int lg) {
+  const unsigned cend = min(c0 + CHUNK, end);
+#pragma unroll
+  for (int u = 0; u < UNROLL_; u++) {
+    const unsigned key = w0 + u * stride + lg;
+    slot[u] = __ldg(slots + (key < cend ? key : w0));
+  }
+}
+
+// Copies 16 bytes from global to shared memory without passing through registers (zero-filled when
+// `pred` is false); the copy lands once a cp.async.wait_group covering it returns.
+__device__ __forceinline__ void copy_async16(void* dst, const void* src, bool pred) {
+  const unsigned d = static_cast<unsigned>(__cvta_generic_to_shared(dst));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(d), "l"(src), "r"(pred ? 16 : 0));
+}
+__device__ __forceinline__ void copy_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+template <int N>
+__device__ __forceinline__ void copy_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
+
+// Starts the copies of a lane's part of a step's K and V rows into its stage buffers (laid out
+// [UN][NV][32 lanes] of 16 bytes, so each lane reads back what it copied, without bank conflicts).
+template <typename T, int LPK, int NV, int VEC, int UN>
+__device__ __forceinline__ void copy_step(uint4* kbuf, uint4* vbuf, const T* __restrict__ k_cache, const T* __restrict__ v_cache,
+                                          const unsigned (&slot)[UN], size_t row_width, size_t head_off, int sub, int lane,
+                                          const bool (&live)[NV]) {
+#pragma unroll
+  for (int u = 0; u < UN; u++) {
+    const size_t base = (size_t)slot[u] * row_width + head_off;
+#pragma unroll
+    for (int v = 0; v < NV; v++) {
+      const size_t at = live[v] ? base + (v * LPK + sub) * VEC : base;
+      copy_async16(kbuf + (u * NV + v) * 32 + lane, k_cache + at, live[v]);
+      copy_async16(vbuf + (u * NV + v) * 32 + lane, v_cache + at, live[v]);
+    }
+  }
+}
+
 template <typename T, int LPK, int NV>
 __device__ void decode_attention(
     const float* __restrict__ q,          // [seqs, n_heads, head_dim]
@@ -56,6 +108,10 @@ __device__ void decode_attention(
   constexpr int VEC = 16 / sizeof(T);  // elements per 16-byte load
   constexpr int PER = NV * VEC;        // dims a lane holds
   constexpr int GROUPS = 32 / LPK;     // lane groups (rows in flight) per warp
+  constexpr int UN = NV == 1 ? UNROLL : UNROLL / 2;  // rows per lane group and step (wide rows: fewer)
+  // Stage buffers while the keys are read, then the warps' partial sums: whichever is larger.
+  constexpr int STAGE_BYTES = WARPS * 2 * STAGES * UN * NV * 32 * 16, ACC_BYTES = WARPS * GROUP * MAX_HEAD_DIM * 4;
+  __shared__ __align__(16) unsigned char smem[STAGE_BYTES > ACC_BYTES ? STAGE_BYTES : ACC_BYTES];
   // Block (seq, y): y names a KV head and a run of up to GROUP of the query heads that share it, so
   // each K/V row is read once for all of them (GQA).
   const int group = n_heads / n_kv_heads;
@@ -91,72 +147,96 @@ __device__ void decode_attention(
     l[g] = 0.f;
   }
   // Step u of a warp's iteration reads rows w0 + u * stride + (its lane groups); the loop bound is the
-  // same for the whole warp, since the shuffles below need every lane.
-  const unsigned stride = WARPS * GROUPS;
-  for (unsigned c0 = begin + split * CHUNK; c0 < end; c0 += splits * CHUNK) {
-    const unsigned cend = min(c0 + CHUNK, end);
-    for (unsigned w0 = c0 + warp * GROUPS; w0 < cend; w0 += stride * UNROLL) {
-      uint4 kraw[UNROLL][NV], vraw[UNROLL][NV];
+  // same for the whole warp, since the shuffles below need every lane. Rows reach shared memory by
+  // cp.async, STAGES steps ahead of the one being computed, so a warp keeps its next steps' rows in
+  // flight without holding them in registers; the slot ids of the step after those are loaded one
+  // iteration early, so no copy waits on its slot id's load.
+  const unsigned stride = WARPS * GROUPS, first = warp * GROUPS, chunk_step = splits * CHUNK;
+  const size_t head_off = (size_t)kv_head * head_dim;
+  constexpr int STEP_VECS = UN * NV * 32;  // 16-byte vectors of one warp's step, K or V
+  uint4* kbuf = reinterpret_cast<uint4*>(smem) + warp * 2 * STAGES * STEP_VECS;
+  uint4* vbuf = kbuf + STAGES * STEP_VECS;
+  unsigned c0 = begin + split * CHUNK, w0 = c0 + first;  // the step being computed
+  next_step(c0, w0, end, first, chunk_step);
+  unsigned ic0 = c0, iw0 = w0;  // the next step to copy
+  unsigned slot[UN];
 #pragma unroll
-      for (int u = 0; u < UNROLL; u++) {
-        const unsigned key = w0 + u * stride + lg;
-        const unsigned j = key < cend ? key : w0;  // past the end: reload row w0, masked below
-        const size_t base = (size_t)slots[j] * row_width + (size_t)kv_head * head_dim;
+  for (int st = 0; st < STAGES; st++) {
+    if (ic0 < end) {
+      load_slots(slot, slots, ic0, iw0, end, stride, lg);
+      copy_step<T, LPK, NV, VEC, UN>(kbuf + st * STEP_VECS, vbuf + st * STEP_VECS, k_cache, v_cache, slot, row_width, head_off, sub, lane, live);
+      iw0 += stride * UN;
+      next_step(ic0, iw0, end, first, chunk_step);
+    }
+    copy_async_commit();  // one group per stage, empty or not, so the waits below count alike
+  }
+  if (ic0 < end) load_slots(slot, slots, ic0, iw0, end, stride, lg);
+  int stage = 0;
+  while (c0 < end) {
+    const unsigned cend = min(c0 + CHUNK, end), at_w0 = w0;
+    const uint4* kst = kbuf + stage * STEP_VECS;
+    const uint4* vst = vbuf + stage * STEP_VECS;
+    copy_async_wait<STAGES - 1>();  // this step's group has landed
+    float s[UN][GROUP];
 #pragma unroll
-        for (int v = 0; v < NV; v++) {
-          const size_t at = base + (v * LPK + sub) * VEC;
-          kraw[u][v] = live[v] ? __ldg(reinterpret_cast<const uint4*>(k_cache + at)) : make_uint4(0, 0, 0, 0);
-          vraw[u][v] = live[v] ? __ldg(reinterpret_cast<const uint4*>(v_cache + at)) : make_uint4(0, 0, 0, 0);
-        }
-      }
-      float s[UNROLL][GROUP];
+    for (int u = 0; u < UN; u++) {
+      float kf[PER];
 #pragma unroll
-      for (int u = 0; u < UNROLL; u++) {
-        float kf[PER];
-#pragma unroll
-        for (int v = 0; v < NV; v++) widen(kraw[u][v], kf + v * VEC, k_cache);
-#pragma unroll
-        for (int g = 0; g < GROUP; g++) {
-          float d = 0.f;
-#pragma unroll
-          for (int i = 0; i < PER; i++) d += qr[g][i] * kf[i];
-#pragma unroll
-          for (int o = LPK / 2; o > 0; o >>= 1) d += __shfl_xor_sync(0xffffffff, d, o);
-          d *= scale;
-          if (softcap > 0.f) d = softcap * tanhf(d / softcap);
-          s[u][g] = w0 + u * stride + lg < cend ? d : -INFINITY;
-        }
-      }
+      for (int v = 0; v < NV; v++) widen(kst[(u * NV + v) * 32 + lane], kf + v * VEC, k_cache);
 #pragma unroll
       for (int g = 0; g < GROUP; g++) {
-        float m_new = m[g];
+        float d = 0.f;
 #pragma unroll
-        for (int u = 0; u < UNROLL; u++) m_new = fmaxf(m_new, s[u][g]);
-        if (m_new == -INFINITY) continue;  // this group saw no key yet
-        const float correction = expf(m[g] - m_new);
-        l[g] *= correction;
+        for (int i = 0; i < PER; i++) d += qr[g][i] * kf[i];
 #pragma unroll
-        for (int i = 0; i < PER; i++) acc[g][i] *= correction;
-        m[g] = m_new;
-#pragma unroll
-        for (int u = 0; u < UNROLL; u++) s[u][g] = expf(s[u][g] - m_new);  // now the weight p
-      }
-#pragma unroll
-      for (int u = 0; u < UNROLL; u++) {
-        float vf[PER];
-#pragma unroll
-        for (int v = 0; v < NV; v++) widen(vraw[u][v], vf + v * VEC, v_cache);
-#pragma unroll
-        for (int g = 0; g < GROUP; g++) {
-          if (m[g] == -INFINITY) continue;
-          const float p = s[u][g];
-          l[g] += p;
-#pragma unroll
-          for (int i = 0; i < PER; i++) acc[g][i] += p * vf[i];
-        }
+        for (int o = LPK / 2; o > 0; o >>= 1) d += __shfl_xor_sync(0xffffffff, d, o);
+        d *= scale;
+        if (softcap > 0.f) d = softcap * tanhf(d / softcap);
+        s[u][g] = at_w0 + u * stride + lg < cend ? d : -INFINITY;
       }
     }
+#pragma unroll
+    for (int g = 0; g < GROUP; g++) {
+      float m_new = m[g];
+#pragma unroll
+      for (int u = 0; u < UN; u++) m_new = fmaxf(m_new, s[u][g]);
+      if (m_new == -INFINITY) continue;  // this group saw no key yet
+      const float correction = expf(m[g] - m_new);
+      l[g] *= correction;
+#pragma unroll
+      for (int i = 0; i < PER; i++) acc[g][i] *= correction;
+      m[g] = m_new;
+#pragma unroll
+      for (int u = 0; u < UN; u++) s[u][g] = expf(s[u][g] - m_new);  // now the weight p
+    }
+#pragma unroll
+    for (int u = 0; u < UN; u++) {
+      float vf[PER];
+#pragma unroll
+      for (int v = 0; v < NV; v++) widen(vst[(u * NV + v) * 32 + lane], vf + v * VEC, v_cache);
+#pragma unroll
+      for (int g = 0; g < GROUP; g++) {
+        if (m[g] == -INFINITY) continue;
+        const float p = s[u][g];
+        l[g] += p;
+#pragma unroll
+        for (int i = 0; i < PER; i++) acc[g][i] += p * vf[i];
+      }
+    }
+    // The stage just read takes the step STAGES ahead (each lane overwrites only what it read).
+    if (ic0 < end) {
+      copy_step<T, LPK, NV, VEC, UN>(kbuf + stage * STEP_VECS, vbuf + stage * STEP_VECS, k_cache, v_cache, slot, row_width, head_off, sub, lane, live);
+      iw0 += stride * UN;
+      next_step(ic0, iw0, end, first, chunk_step);
+      if (ic0 < end) load_slots(slot, slots, ic0, iw0, end, stride, lg);
+    }
+    copy_async_commit();
+    stage = stage + 1 == STAGES ? 0 : stage + 1;
+    w0 += stride * UN;
+    next_step(c0, w0, end, first, chunk_step);
   }
+  copy_async_wait<0>();
+  __syncthreads();  // the stage buffers become the warps' merge space below
   // Merge the warp's lane groups: afterwards the first group's lanes hold the warp's state.
 #pragma unroll
   for (int o = LPK; o < 32; o <<= 1) {
@@ -171,7 +251,7 @@ __device__ void decode_attention(
   }
 
   __shared__ float warp_max[WARPS][GROUP], warp_sum[WARPS][GROUP];
-  __shared__ float warp_acc[WARPS][GROUP][MAX_HEAD_DIM];
+  float (*warp_acc)[GROUP][MAX_HEAD_DIM] = reinterpret_cast<float (*)[GROUP][MAX_HEAD_DIM]>(smem);
   if (lg == 0) {
 #pragma unroll
     for (int g = 0; g < GROUP; g++) {
@@ -234,8 +314,10 @@ extern "C" __global__ void decode_attention_merge(const float* __restrict__ part
 
 // One entry point per cache type and lane layout: LPK lanes of NV 16-byte loads per row (the host
 // picks the narrowest that covers head_dim; see decode_attention_layout in mod.rs).
+// Held to 128 registers, so 4 blocks fit an SM (150 let only 3, and a 64-sequence batch's 512 blocks
+// then ran in 1.3 waves).
 #define DECODE_ATTENTION(NAME, T, LPK, NV)                                                         \
-  extern "C" __global__ void __launch_bounds__(WARPS * 32) NAME(                                  \
+  extern "C" __global__ void __launch_bounds__(WARPS * 32, 4) NAME(                 \
       const float* q, const T* k, const T* v, const unsigned* slots, const unsigned* offsets,     \
       float* out, int n_heads, int n_kv_heads, int head_dim, float scale, float softcap, int splits) { \
     decode_attention<T, LPK, NV>(q, k, v, slots, offsets, out, n_heads, n_kv_heads, head_dim, scale, softcap, splits); \

@@ -15,9 +15,9 @@ const DECODE_ATTENTION_PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/decod
 /// Query heads one decode-attention block serves (GROUP in decode_attention.cu).
 const DECODE_GROUP: usize = 4;
 
-/// Blocks a decode-attention launch aims for (two per SM of an H100-class GPU): fewer (sequence, head)
-/// blocks than this split their keys, up to DECODE_MAX_SPLITS ways.
-const DECODE_TARGET_BLOCKS: usize = 264;
+/// Blocks a decode-attention launch aims for (four per SM of an H100-class GPU, as many as fit at once):
+/// fewer (sequence, head) blocks than this split their keys, up to DECODE_MAX_SPLITS ways.
+const DECODE_TARGET_BLOCKS: usize = 528;
 const DECODE_MAX_SPLITS: usize = 16;
 
 /// Decode attention over the paged cache for every sequence at once (see decode_attention.cu).
@@ -36,6 +36,37 @@ fn range(layout: &Layout, what: &str) -> Result<(usize, usize)> {
 fn view<'a, T: CudaDType>(storage: &'a CudaStorage, layout: &Layout, what: &str) -> Result<CudaView<'a, T>> {
     let (a, b) = range(layout, what)?;
     Ok(storage.as_cuda_slice::<T>()?.slice(a..b))
+}
+
+/// The distance in elements between the rows (first-dim entries) of a layout whose rows are each
+/// packed but may be spaced apart, as a column range of a wider matrix is; `None` for other layouts.
+fn row_stride(layout: &Layout) -> Option<usize> {
+    let (dims, strides) = (layout.dims(), layout.stride());
+    let (&rows, inner) = dims.split_first()?;
+    let packed = inner.iter().rev().zip(strides.iter().rev()).try_fold(1usize, |want, (&d, &st)| (d <= 1 || st == want).then_some(want * d))?;
+    match rows {
+        0 | 1 => Some(packed),
+        _ => (strides[0] >= packed).then_some(strides[0]),
+    }
+}
+
+/// A row-strided f32 view ([`row_stride`]): the storage from its first row to the end of its last,
+/// and the row stride.
+fn rows_view<'a>(storage: &'a CudaStorage, layout: &Layout, what: &str) -> Result<(CudaView<'a, f32>, usize)> {
+    let stride = row_stride(layout).ok_or_else(|| candle_core::Error::Msg(format!("{what}: rows must each be packed")))?;
+    let (rows, packed) = (layout.dims().first().copied().unwrap_or(0), layout.dims().iter().skip(1).product::<usize>());
+    let start = layout.start_offset();
+    let end = start + rows.saturating_sub(1) * stride + packed;
+    Ok((storage.as_cuda_slice::<f32>()?.slice(start..end), stride))
+}
+
+/// `t` as f32 with packed rows, copied only when it is not already that (a column range of a
+/// matmul output is kept as it is, for kernels that read rows at a stride).
+fn f32_rows(t: &Tensor) -> Result<Tensor> {
+    if t.dtype() == DType::F32 && row_stride(t.layout()).is_some() {
+        return Ok(t.clone());
+    }
+    t.to_dtype(DType::F32)?.contiguous()
 }
 
 /// A u32 index tensor held by an op (slot lists), read as a view of its CUDA storage.
@@ -175,15 +206,15 @@ impl candle_core::InplaceOp2 for KvWrite {
         }
         let (c0, c1) = range(cache_l, "kv write: cache")?;
         let dev = rows.device().clone();
-        let rows = view::<f32>(rows, rows_l, "kv write: rows")?;
+        let (rows, k_stride) = rows_view(rows, rows_l, "kv write: rows")?;
         let (slots_guard, _) = self.slots.storage_and_layout();
         let slots = u32_view(&self.slots, &slots_guard, "kv write: slots")?;
         let (vr_guard, vr_l) = self.v_rows.storage_and_layout();
         let (vc_guard, vc_l) = self.v_cache.storage_and_layout();
         let (Storage::Cuda(vr), Storage::Cuda(vc)) = (&*vr_guard, &*vc_guard) else { candle_core::bail!("kv write: V must live on the CUDA device") };
-        let v_rows = view::<f32>(vr, vr_l, "kv write: v rows")?;
+        let (v_rows, v_stride) = rows_view(vr, vr_l, "kv write: v rows")?;
         let cfg = LaunchConfig { grid_dim: (tokens as u32, 2, 1), block_dim: (width.clamp(32, 256) as u32, 1, 1), shared_mem_bytes: 0 };
-        let width = width as i32;
+        let (width, k_stride, v_stride) = (width as i32, k_stride as i64, v_stride as i64);
         macro_rules! launch {
             ($ty:ty, $name:literal) => {{
                 let func = dev.get_or_load_custom_func($name, "hearth_kv_write", KV_WRITE_PTX)?;
@@ -192,7 +223,7 @@ impl candle_core::InplaceOp2 for KvWrite {
                 // caller's contract), so this read-locked view aliases nothing the op writes else.
                 let v_cache = view::<$ty>(vc, vc_l, "kv write: v cache")?;
                 let mut b = func.builder();
-                b.arg(&rows).arg(&v_rows).arg(&slots).arg(&mut k_cache).arg(&v_cache).arg(&width);
+                b.arg(&rows).arg(&v_rows).arg(&slots).arg(&mut k_cache).arg(&v_cache).arg(&width).arg(&k_stride).arg(&v_stride);
                 // SAFETY: argument order and types match kv_write.cu; every slot indexes a cache row
                 // (checked by PagedKvCache::write_indexed before calling).
                 unsafe { b.launch(cfg) }.w()?;
@@ -208,14 +239,13 @@ impl candle_core::InplaceOp2 for KvWrite {
     }
 }
 
-/// Writes `k` and `v` rows (`[tokens, width]`) into the distinct caches `k_cache` and `v_cache`
-/// (`[slots, width]`, one dtype) at `slots` (u32, one per row), in one launch.
+/// Writes `k` and `v` rows (`[tokens, width]`, each row packed, rows at any stride) into the distinct
+/// caches `k_cache` and `v_cache` (`[slots, width]`, one dtype) at `slots` (u32, one per row), in one launch.
 pub fn kv_write(k_cache: &Tensor, v_cache: &Tensor, k: &Tensor, v: &Tensor, slots: Tensor) -> Result<()> {
     if k_cache.id() == v_cache.id() || k_cache.dtype() != v_cache.dtype() {
         candle_core::bail!("kv write: the K and V caches must be distinct tensors of one dtype");
     }
-    let k = k.to_dtype(DType::F32)?.contiguous()?;
-    let v_rows = v.to_dtype(DType::F32)?.contiguous()?;
+    let (k, v_rows) = (f32_rows(k)?, f32_rows(v)?);
     k_cache.inplace_op2(&k, &KvWrite { slots, v_rows, v_cache: v_cache.clone() })
 }
 
@@ -283,7 +313,7 @@ impl CustomOp3 for RopePair {
         }
         let (k_guard, k_l) = self.k.storage_and_layout();
         let Storage::Cuda(k) = &*k_guard else { candle_core::bail!("rope pair: k must live on the CUDA device") };
-        let (qs, ks) = (view::<f32>(q, q_l, "rope: q")?, view::<f32>(k, k_l, "rope: k")?);
+        let ((qs, q_stride), (ks, k_stride)) = (rows_view(q, q_l, "rope: q")?, rows_view(k, k_l, "rope: k")?);
         let (cs, ss) = (view::<f32>(cos, cos_l, "rope: cos")?, view::<f32>(sin, sin_l, "rope: sin")?);
         let dev = q.device().clone();
         let total = tokens * (q_heads + k_heads) * head_dim;
@@ -292,19 +322,19 @@ impl CustomOp3 for RopePair {
         let func = dev.get_or_load_custom_func("rope_rows_pair", "hearth_rope", ROPE_PTX)?;
         let cfg = LaunchConfig { grid_dim: (tokens as u32, (q_heads + k_heads) as u32, 1), block_dim: ((head_dim / 2).clamp(32, 256) as u32, 1, 1), shared_mem_bytes: 0 };
         let (hq, hk, d, inter) = (q_heads as i32, k_heads as i32, head_dim as i32, self.interleaved as i32);
+        let (q_stride, k_stride) = (q_stride as i64, k_stride as i64);
         let mut b = func.builder();
-        b.arg(&qs).arg(&ks).arg(&cs).arg(&ss).arg(&out).arg(&hq).arg(&hk).arg(&d).arg(&inter);
+        b.arg(&qs).arg(&ks).arg(&cs).arg(&ss).arg(&out).arg(&hq).arg(&hk).arg(&d).arg(&q_stride).arg(&k_stride).arg(&inter);
         // SAFETY: argument order and types match rope.cu; shapes were checked above.
         unsafe { b.launch(cfg) }.w()?;
         Ok((CudaStorage::wrap_cuda_slice(out, dev), Shape::from(total)))
     }
 }
 
-/// Rotates `q` and `k` (`[tokens, heads, head_dim]` each, their own head counts) by per-token
-/// `cos`/`sin` rows in one launch.
+/// Rotates `q` and `k` (`[tokens, heads, head_dim]` each, their own head counts; a token's heads
+/// packed, tokens at any stride) by per-token `cos`/`sin` rows in one launch; the results are packed.
 pub fn rope_rows_pair(q: &Tensor, k: &Tensor, cos: &Tensor, sin: &Tensor, interleaved: bool) -> Result<(Tensor, Tensor)> {
-    let q = q.to_dtype(DType::F32)?.contiguous()?;
-    let k = k.to_dtype(DType::F32)?.contiguous()?;
+    let (q, k) = (f32_rows(q)?, f32_rows(k)?);
     let both = q.apply_op3_no_bwd(&cos.contiguous()?, &sin.contiguous()?, &RopePair { k: k.clone(), interleaved })?;
     let (nq, nk) = (q.elem_count(), k.elem_count());
     Ok((both.narrow(0, 0, nq)?.reshape(q.dims())?, both.narrow(0, nq, nk)?.reshape(k.dims())?))
