@@ -358,23 +358,26 @@ pub fn rows_to_host(t: &Tensor) -> Result<HostRows> {
     Ok(HostRows { cols, data: HostData::Vec(t.flatten_all()?.to_vec1::<f32>()?) })
 }
 
-/// `(x + r, RMSNorm(x + r) · w)` in one kernel for f32 tensors on a device that has one; `None`
-/// means the caller adds and normalises itself.
-pub fn add_rms_norm(x: &Tensor, r: &Tensor, w: &Tensor, eps: f32) -> Result<Option<(Tensor, Tensor)>> {
+/// `(x + r, RMSNorm(x + r) · w)` in one kernel for f32 tensors on a device that has one, the norm
+/// written in `out` (f32, or the bf16/f16 of the matmul that reads it next); `None` means the caller
+/// adds and normalises itself.
+pub fn add_rms_norm(x: &Tensor, r: &Tensor, w: &Tensor, eps: f32, out: candle_core::DType) -> Result<Option<(Tensor, Tensor)>> {
     use candle_core::DType;
     #[cfg(feature = "cuda")]
     if x.device().is_cuda() && [x.dtype(), r.dtype(), w.dtype()] == [DType::F32; 3] && x.dims() == r.dims() {
-        return Ok(Some(cuda_kernels::add_rms_norm(x, r, w, eps)?));
+        return Ok(Some(cuda_kernels::add_rms_norm(x, r, w, eps, out)?));
     }
-    let _ = (x, r, w, eps, DType::F32);
+    let _ = (x, r, w, eps, out, DType::F32);
     Ok(None)
 }
 
 /// [`dense_gemm`] for several weights of one dtype over the same `x` (q/k/v, gate/up): `x` is cast to
-/// the weights' dtype once instead of once per weight.
+/// the weights' dtype once instead of once per weight (not at all when it comes in that dtype).
 pub fn dense_gemm_many(x: &Tensor, ws: &[&Tensor]) -> Result<Option<Vec<Tensor>>> {
     #[cfg(feature = "cuda")]
-    if let Some(first) = ws.first().filter(|w| x.device().is_cuda() && x.dtype() == candle_core::DType::F32 && matches!(w.dtype(), candle_core::DType::BF16 | candle_core::DType::F16)) {
+    if let Some(first) = ws.first().filter(|w| {
+        x.device().is_cuda() && matches!(w.dtype(), candle_core::DType::BF16 | candle_core::DType::F16) && (x.dtype() == candle_core::DType::F32 || x.dtype() == w.dtype())
+    }) {
         let k = first.dims2()?.1;
         let same = ws.iter().all(|w| w.dtype() == first.dtype() && w.dims2().is_ok_and(|(_, wk)| wk == k));
         if same && x.dims().last() == Some(&k) && x.elem_count() > 0 {
@@ -443,18 +446,19 @@ pub fn dequant_gemm_many(x: &Tensor, ws: &[&candle_core::quantized::QTensor]) ->
     Ok(None)
 }
 
-/// silu(gate) * up in one device kernel (prompt rows; decode rows fuse it into their GEMV), or
-/// `None` where the device has no such kernel.
-pub fn silu_mul(gate: &Tensor, up: &Tensor) -> Result<Option<Tensor>> {
+/// silu(gate) * up in one device kernel (prompt rows; decode rows fuse it into their GEMV), written
+/// in `out` (f32, or the bf16/f16 of the matmul that reads it next), or `None` where the device has no
+/// such kernel.
+pub fn silu_mul(gate: &Tensor, up: &Tensor, out: candle_core::DType) -> Result<Option<Tensor>> {
     #[cfg(feature = "cuda")]
     if gate.device().is_cuda() && gate.dims() == up.dims() {
-        return Ok(Some(cuda_kernels::silu_mul(gate, up)?));
+        return Ok(Some(cuda_kernels::silu_mul(gate, up, out)?));
     }
-    let _ = (gate, up);
+    let _ = (gate, up, out);
     Ok(None)
 }
 
-/// `x` (`[.., k]`, f32) times `w^T` for a bf16/f16 weight `w` (`[n, k]`) by the device's matmul
+/// `x` (`[.., k]`, f32 or `w`'s dtype) times `w^T` for a bf16/f16 weight `w` (`[n, k]`) by the device's matmul
 /// library with an f32 result (no cast of the output), when the device has one; `None` means the
 /// caller casts around a plain matmul.
 pub fn dense_gemm(x: &Tensor, w: &Tensor) -> Result<Option<Tensor>> {

@@ -5,7 +5,7 @@
 use crate::Result;
 use crate::quant::QuantMatrix;
 use candle_core::quantized::{QMatMul, QTensor};
-use candle_core::{Module, Tensor};
+use candle_core::{DType, Module, Tensor};
 use std::sync::Arc;
 
 #[derive(Debug, Clone)]
@@ -76,6 +76,21 @@ impl Linear {
             row += part.out_features;
         }
         Ok((views, Some(Linear::dense(all, None)?)))
+    }
+
+    /// The dtype this layer takes an input of `rows` rows in with the least work: a dense bf16/f16
+    /// accelerator weight without bias, past the rows its GEMV serves (which reads f32), goes to the
+    /// library matmul, which would cast an f32 input to the weight's dtype first — so a kernel that
+    /// produces the input writes that dtype directly. f32 everywhere else.
+    pub fn input_dtype(&self, rows: usize) -> DType {
+        match (&self.weight, &self.bias) {
+            (Weight::Dense(w), None) if Self::is_half(w.dtype()) && rows > crate::device::dense_gemv_max_rows(w.device()) && !w.device().is_cpu() => w.dtype(),
+            _ => DType::F32,
+        }
+    }
+
+    fn is_half(dtype: DType) -> bool {
+        matches!(dtype, DType::BF16 | DType::F16)
     }
 
     pub fn out_features(&self) -> usize {
@@ -175,7 +190,9 @@ impl Linear {
                 None => q.forward(x)?,
             },
             Weight::Blocks(m) => m.forward_batched(x, batching)?,
-            Weight::Dense(w) if w.dtype() == x.dtype() => x.broadcast_matmul(&w.t()?)?,
+            // An accelerator's bf16/f16 weight with an input already in its dtype goes to the library
+            // matmul below, for an f32 result like every other input's.
+            Weight::Dense(w) if w.dtype() == x.dtype() && (w.device().is_cpu() || !Self::is_half(x.dtype())) => x.broadcast_matmul(&w.t()?)?,
             // On an accelerator the (bf16/f16) weight stays as loaded: the activation is cast to it,
             // the library matmul accumulates in f32, and the result comes back in the caller's dtype.
             // Casting the weight instead would copy every weight on every call.

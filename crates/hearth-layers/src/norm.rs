@@ -31,11 +31,17 @@ impl RmsNorm {
     /// `(x + r, forward(x + r))`: the residual stream and its normalised rows, in one device kernel
     /// where there is one; elsewhere exactly the add, then [`Self::forward`].
     pub fn forward_residual(&self, x: &Tensor, r: &Tensor) -> Result<(Tensor, Tensor)> {
-        if let Some(both) = crate::device::add_rms_norm(x, r, &self.scale, self.eps)? {
+        self.forward_residual_as(x, r, DType::F32)
+    }
+
+    /// [`Self::forward_residual`] with the normalised rows in `out` (the dtype the next matmul reads,
+    /// [`crate::Linear::input_dtype`]); the sum stays in `x`'s dtype.
+    pub fn forward_residual_as(&self, x: &Tensor, r: &Tensor, out: DType) -> Result<(Tensor, Tensor)> {
+        if let Some(both) = crate::device::add_rms_norm(x, r, &self.scale, self.eps, out)? {
             return Ok(both);
         }
         let s = (x + r)?;
-        let h = self.forward(&s)?;
+        let h = self.forward(&s)?.to_dtype(out)?;
         Ok((s, h))
     }
 

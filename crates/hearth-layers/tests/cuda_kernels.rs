@@ -313,6 +313,11 @@ fn dense_gemm_matches_a_host_product() {
             let many = hearth_layers::device::dense_gemm_many(&xt, &[&wt, &wt]).expect("gemm many").expect("a CUDA path");
             let bits = |t: &Tensor| t.flatten_all().and_then(|t| t.to_vec1::<f32>()).expect("to host");
             assert!(many.iter().all(|m| bits(m) == bits(&got)), "{dtype:?} {rows}x{n}x{k}: many differs from one");
+            // An input already in the weight's dtype (written so by the kernel before): no cast, same bits.
+            let cast = xt.to_dtype(dtype).expect("cast");
+            let direct = hearth_layers::device::dense_gemm(&cast, &wt).expect("gemm").expect("a CUDA path");
+            assert_eq!(direct.dtype(), DType::F32);
+            assert!(bits(&direct) == bits(&got), "{dtype:?} {rows}x{n}x{k}: a pre-cast input differs");
             let got = got.flatten_all().and_then(|t| t.to_vec1::<f32>()).expect("to host");
             let xr = round_to(x, dtype); // the activations are cast to the weight's dtype
             for (i, (a, b)) in got.iter().zip(host_product(&xr, &w, rows, n, k)).enumerate() {
@@ -339,6 +344,16 @@ fn add_rms_norm_matches_the_cpu_norm() {
         assert_eq!(ws, gs, "{rows} x {dim}: the sums are exact");
         let worst = wh.iter().zip(&gh).map(|(a, b)| (a - b).abs() / (1.0 + a.abs())).fold(0f32, f32::max);
         assert!(worst < 1e-5, "{rows} x {dim}: normed rows differ by {worst}");
+        // Written in a matmul's bf16/f16: the f32 result's bits, rounded as a cast rounds them.
+        for dtype in [DType::BF16, DType::F16] {
+            let t = |v: &Vec<f32>, shape: &[usize]| Tensor::from_vec(v.clone(), shape, &gpu).expect("tensor");
+            let norm = hearth_layers::RmsNorm::new(t(&w, &[dim]), 1e-5, 0.0).expect("norm");
+            let (s, h) = norm.forward_residual_as(&t(&x, &[rows, dim]), &t(&r, &[rows, dim]), dtype).expect("add norm");
+            assert_eq!((s.dtype(), h.dtype()), (DType::F32, dtype));
+            let host = |t: &Tensor| t.to_dtype(DType::F32).and_then(|t| t.flatten_all()).and_then(|t| t.to_vec1::<f32>()).expect("to host");
+            assert_eq!(host(&s), gs, "{rows} x {dim} {dtype:?}: the sums");
+            assert_eq!(host(&h), round_to(gh.clone(), dtype), "{rows} x {dim} {dtype:?}: the normed rows, rounded");
+        }
     }
 }
 
@@ -464,11 +479,18 @@ fn silu_mul_matches_the_host_formula() {
     for (rows, width) in [(1usize, 7usize), (300, 8192)] {
         let (g, u) = (noise(rows * width, 31).iter().map(|x| x * 8.0).collect::<Vec<f32>>(), noise(rows * width, 32));
         let t = |v: &Vec<f32>| Tensor::from_vec(v.clone(), (rows, width), &gpu).expect("tensor");
-        let got = hearth_layers::device::silu_mul(&t(&g), &t(&u)).expect("kernel").expect("a CUDA kernel");
+        let got = hearth_layers::device::silu_mul(&t(&g), &t(&u), DType::F32).expect("kernel").expect("a CUDA kernel");
         let got = got.flatten_all().and_then(|t| t.to_vec1::<f32>()).expect("to host");
         for (i, ((x, y), out)) in g.iter().zip(&u).zip(&got).enumerate() {
             let want = *x as f64 / (1.0 + (-*x as f64).exp()) * *y as f64;
             assert!((*out as f64 - want).abs() <= 1e-6 * (1.0 + want.abs()), "[{i}]: {out} vs {want}");
+        }
+        // Written in a matmul's bf16/f16: the f32 product rounded as a cast rounds it.
+        for dtype in [DType::BF16, DType::F16] {
+            let half = hearth_layers::device::silu_mul(&t(&g), &t(&u), dtype).expect("kernel").expect("a CUDA kernel");
+            assert_eq!(half.dtype(), dtype);
+            let half = half.to_dtype(DType::F32).and_then(|t| t.flatten_all()).and_then(|t| t.to_vec1::<f32>()).expect("to host");
+            assert_eq!(half, round_to(got.clone(), dtype), "{rows} x {width} {dtype:?}");
         }
     }
 }

@@ -3,7 +3,7 @@
 //! `forward` takes a batch of sequences, each with its own positions and block table into a paged KV
 //! cache that the caller owns, so continuous batching needs nothing more from the model.
 
-use crate::config::{Activation, Family, ModelConfig};
+use crate::config::{Family, ModelConfig};
 use crate::weights::{Weight, WeightFiles};
 use crate::{ModelError, Result};
 use candle_core::quantized::QTensor;
@@ -17,6 +17,7 @@ use std::cell::OnceCell;
 use std::sync::Arc;
 
 mod decode_graph;
+mod projections;
 #[cfg(test)]
 mod tests;
 use decode_graph::DecodeGraphs;
@@ -245,7 +246,7 @@ impl Transformer {
         let c = &self.config;
         let t = x.dim(0)?;
         let (x, h) = match pending {
-            Some(ff) => b.attn_norm.forward_residual(x, ff)?,
+            Some(ff) => b.attn_norm.forward_residual_as(x, ff, b.attn.qkv.as_ref().unwrap_or(&b.attn.q).input_dtype(t))?,
             None => (x.clone(), b.attn_norm.forward(x)?),
         };
         let [mut q, mut k, v] = self.project_qkv(&b.attn, &h, plan)?;
@@ -281,7 +282,7 @@ impl Transformer {
             (Some(rows), true) => (x.index_select(rows, 0)?, attn.index_select(rows, 0)?, &[][..]),
             _ => (x.clone(), attn, &plan.row_batching[..]),
         };
-        let (x, h) = b.ffn_norm.forward_residual(&x, &attn)?;
+        let (x, h) = b.ffn_norm.forward_residual_as(&x, &attn, b.mlp.gate.input_dtype(x.dim(0)?))?;
         let gate_up = self.gated(&b.mlp, &h, ffn_batching)?;
         let ff = b.mlp.down.forward_batched(&gate_up, ffn_batching)?;
         let ff = match &b.ffn_post_norm {
@@ -289,42 +290,6 @@ impl Transformer {
             None => ff,
         };
         Ok((x, Some(ff)))
-    }
-
-    /// q `[t, heads, head_dim]`, k `[t, kv_heads, head_dim]` and v `[t, kv_heads * head_dim]` of the
-    /// batch's rows: with a stacked weight and more rows than the device GEMV serves, one library
-    /// matmul and column views of its output (the rope and cache-write kernels read rows at a stride);
-    /// else the three projections together.
-    fn project_qkv(&self, a: &Attention, h: &Tensor, plan: &BatchPlan) -> Result<[Tensor; 3]> {
-        let c = &self.config;
-        let t = h.dim(0)?;
-        if let Some(qkv) = a.qkv.as_ref().filter(|_| t > hearth_layers::device::dense_gemv_max_rows(&self.device)) {
-            let y = qkv.forward(h)?;
-            let heads = y.reshape((t, c.n_heads + 2 * c.n_kv_heads, c.head_dim))?;
-            let v = y.narrow(1, (c.n_heads + c.n_kv_heads) * c.head_dim, c.n_kv_heads * c.head_dim)?;
-            return Ok([heads.narrow(1, 0, c.n_heads)?, heads.narrow(1, c.n_heads, c.n_kv_heads)?, v]);
-        }
-        let [q, k, v]: [Tensor; 3] = Linear::forward_many(&[&a.q, &a.k, &a.v], h, &plan.row_batching)?
-            .try_into()
-            .map_err(|_| ModelError::BadBatch("q/k/v projection returned the wrong count".into()))?;
-        Ok([q.reshape((t, c.n_heads, c.head_dim))?, k.reshape((t, c.n_kv_heads, c.head_dim))?, v])
-    }
-
-    /// The MLP's activated product, act(gate(h)) * up(h): one device kernel for SwiGLU where there is
-    /// one (decode on CUDA), else the two projections and the activation.
-    fn gated(&self, mlp: &Mlp, h: &Tensor, batching: &[RowBatch]) -> Result<Tensor> {
-        if self.config.activation == Activation::Silu {
-            if let Some(y) = Linear::forward_swiglu(&mlp.gate, &mlp.up, h)? {
-                return Ok(y);
-            }
-        }
-        let [gate, up]: [Tensor; 2] = Linear::forward_many(&[&mlp.gate, &mlp.up], h, batching)?
-            .try_into()
-            .map_err(|_| ModelError::BadBatch("gate/up projection returned the wrong count".into()))?;
-        Ok(match self.config.activation {
-            Activation::Silu => hearth_layers::cpu::swiglu(&gate, &up)?,
-            Activation::GeluTanh => (hearth_layers::cpu::gelu_tanh(&gate)? * up)?,
-        })
     }
 
     /// Attention of every sequence's new tokens: `[t, n_heads * head_dim]`. On a host cache every

@@ -80,14 +80,15 @@ pub fn exp_in_place(v: &mut [f32]) {
 }
 
 /// `silu(gate) · up` of two same-shaped f32 tensors, row by row over the last dimension, in
-/// llama.cpp's arithmetic on the CPU; one fused kernel on CUDA; candle's ops elsewhere.
-pub fn swiglu(gate: &Tensor, up: &Tensor) -> Result<Tensor> {
+/// llama.cpp's arithmetic on the CPU (in f32); one fused kernel on CUDA, candle's ops elsewhere (both
+/// in `out`, the dtype the next matmul reads).
+pub fn swiglu(gate: &Tensor, up: &Tensor, out: DType) -> Result<Tensor> {
     let on_host = matches!(gate.device(), Device::Cpu) && gate.dtype() == DType::F32 && up.dtype() == DType::F32;
     if !on_host || gate.dims() != up.dims() || gate.rank() == 0 {
-        if let Some(y) = crate::device::silu_mul(gate, up)? {
+        if let Some(y) = crate::device::silu_mul(gate, up, out)? {
             return Ok(y);
         }
-        return Ok((candle_nn::ops::silu(gate)? * up)?);
+        return Ok((candle_nn::ops::silu(gate)? * up)?.to_dtype(out)?);
     }
     let width = gate.dims()[gate.rank() - 1].max(1);
     let x = gate.flatten_all()?.to_vec1::<f32>()?;

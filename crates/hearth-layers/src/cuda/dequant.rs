@@ -44,8 +44,10 @@ pub fn dequantize_f16(w: &QTensor, device: &Device) -> Result<Tensor> {
     Ok(Tensor::from_storage(storage, w.shape().clone(), candle_core::op::BackpropOp::none(), false))
 }
 
-/// silu(gate) * up, both f32 of one shape.
-struct SiluMul;
+/// silu(gate) * up, both f32 of one shape, written in `out` (f32, bf16 or f16).
+struct SiluMul {
+    out: DType,
+}
 
 impl candle_core::CustomOp2 for SiluMul {
     fn name(&self) -> &'static str {
@@ -63,21 +65,32 @@ impl candle_core::CustomOp2 for SiluMul {
         let n = g_l.shape().elem_count();
         let (gs, us) = (view::<f32>(g, g_l, "silu mul: gate")?, view::<f32>(u, u_l, "silu mul: up")?);
         let dev = g.device().clone();
-        // SAFETY: the grid-stride loop writes all n values.
-        let mut out = unsafe { dev.alloc::<f32>(n)? };
-        let func = dev.get_or_load_custom_func("silu_mul", "hearth_silu_mul", SILU_MUL_PTX)?;
         let cfg = LaunchConfig { grid_dim: (n.div_ceil(256).clamp(1, 132 * 16) as u32, 1, 1), block_dim: (256, 1, 1), shared_mem_bytes: 0 };
         let count = n as i64;
-        let mut b = func.builder();
-        b.arg(&gs).arg(&us).arg(&mut out).arg(&count);
-        // SAFETY: argument order and types match silu_mul.cu; the shapes were checked above.
-        unsafe { b.launch(cfg) }.w()?;
-        Ok((CudaStorage::wrap_cuda_slice(out, dev), g_l.shape().clone()))
+        macro_rules! launch {
+            ($ty:ty, $name:literal) => {{
+                // SAFETY: the grid-stride loop writes all n values.
+                let mut out = unsafe { dev.alloc::<$ty>(n)? };
+                let func = dev.get_or_load_custom_func($name, "hearth_silu_mul", SILU_MUL_PTX)?;
+                let mut b = func.builder();
+                b.arg(&gs).arg(&us).arg(&mut out).arg(&count);
+                // SAFETY: argument order and types match silu_mul.cu; the shapes were checked above.
+                unsafe { b.launch(cfg) }.w()?;
+                CudaStorage::wrap_cuda_slice(out, dev.clone())
+            }};
+        }
+        let out = match self.out {
+            DType::F32 => launch!(f32, "silu_mul"),
+            DType::F16 => launch!(half::f16, "silu_mul_f16"),
+            DType::BF16 => launch!(half::bf16, "silu_mul_bf16"),
+            other => candle_core::bail!("silu mul: output dtype {other:?} is not supported"),
+        };
+        Ok((out, g_l.shape().clone()))
     }
 }
 
-/// silu(gate) * up for f32 tensors of one shape, in one launch.
-pub fn silu_mul(gate: &Tensor, up: &Tensor) -> Result<Tensor> {
+/// silu(gate) * up for f32 tensors of one shape, in one launch, the product in `out` (f32, bf16 or f16).
+pub fn silu_mul(gate: &Tensor, up: &Tensor, out: DType) -> Result<Tensor> {
     let (g, u) = (gate.to_dtype(DType::F32)?.contiguous()?, up.to_dtype(DType::F32)?.contiguous()?);
-    g.apply_op2_no_bwd(&u, &SiluMul)
+    g.apply_op2_no_bwd(&u, &SiluMul { out })
 }

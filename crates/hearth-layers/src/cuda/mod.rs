@@ -450,48 +450,47 @@ pub fn dense_swiglu(x: &Tensor, gate: &Tensor, up: &Tensor) -> Result<Tensor> {
 
 const ADD_NORM_PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/add_norm.ptx"));
 
-/// `x + r` and its RMSNorm by `w`, both f32, written one after the other (see add_norm.cu).
-struct AddRmsNorm {
-    eps: f32,
+/// A device tensor of `shape` over a freshly written buffer (kernel outputs that are not one op's).
+fn fresh<T: CudaDType>(slice: candle_core::cuda_backend::cudarc::driver::CudaSlice<T>, dev: &candle_core::CudaDevice, shape: &[usize]) -> Tensor {
+    let storage = Storage::Cuda(CudaStorage::wrap_cuda_slice(slice, dev.clone()));
+    Tensor::from_storage(storage, shape, candle_core::op::BackpropOp::none(), false)
 }
 
-impl CustomOp3 for AddRmsNorm {
-    fn name(&self) -> &'static str {
-        "hearth-add-rms-norm"
+/// `(x + r, rms_norm(x + r) * w)` for f32 `x`, `r` (same shape) and `w` (the last dim's length), the
+/// norm written in `out` (f32, or the bf16/f16 a matmul reads next; see add_norm.cu).
+pub fn add_rms_norm(x: &Tensor, r: &Tensor, w: &Tensor, eps: f32, out: DType) -> Result<(Tensor, Tensor)> {
+    let (x, r, w) = (x.contiguous()?, r.contiguous()?, w.contiguous()?);
+    let dim = x.dims().last().copied().unwrap_or(0);
+    if x.dims() != r.dims() || w.elem_count() != dim || dim == 0 {
+        candle_core::bail!("add rms norm: x {:?}, residual {:?}, weight {:?}", x.shape(), r.shape(), w.shape());
     }
-
-    fn cpu_fwd(&self, _: &candle_core::CpuStorage, _: &Layout, _: &candle_core::CpuStorage, _: &Layout, _: &candle_core::CpuStorage, _: &Layout) -> Result<(candle_core::CpuStorage, Shape)> {
-        candle_core::bail!("hearth-add-rms-norm runs on CUDA only")
-    }
-
-    fn cuda_fwd(&self, x: &CudaStorage, x_l: &Layout, r: &CudaStorage, r_l: &Layout, w: &CudaStorage, w_l: &Layout) -> Result<(CudaStorage, Shape)> {
-        let dim = x_l.dims().last().copied().unwrap_or(0);
-        if x_l.shape() != r_l.shape() || w_l.shape().elem_count() != dim || dim == 0 {
-            candle_core::bail!("add rms norm: x {:?}, residual {:?}, weight {:?}", x_l.shape(), r_l.shape(), w_l.shape());
-        }
-        let n = x_l.shape().elem_count();
-        let (xs, rs, ws) = (view::<f32>(x, x_l, "add norm: x")?, view::<f32>(r, r_l, "add norm: r")?, view::<f32>(w, w_l, "add norm: w")?);
-        let dev = x.device().clone();
-        // SAFETY: the kernel writes all 2 * n values (sums, then normed rows) before anything reads them.
-        let out = unsafe { dev.alloc::<f32>(2 * n)? };
-        let (sums, normed) = (out.slice(0..n), out.slice(n..2 * n));
-        let func = dev.get_or_load_custom_func("add_rms_norm", "hearth_add_norm", ADD_NORM_PTX)?;
-        let cfg = LaunchConfig { grid_dim: ((n / dim) as u32, 1, 1), block_dim: (256, 1, 1), shared_mem_bytes: 0 };
-        let d = dim as i32;
-        let mut b = func.builder();
-        b.arg(&xs).arg(&rs).arg(&ws).arg(&sums).arg(&normed).arg(&d).arg(&self.eps);
-        // SAFETY: argument order and types match add_norm.cu; shapes were checked above.
-        unsafe { b.launch(cfg) }.w()?;
-        Ok((CudaStorage::wrap_cuda_slice(out, dev), Shape::from(2 * n)))
-    }
-}
-
-/// `(x + r, rms_norm(x + r) * w)` for f32 `x`, `r` (same shape) and `w` (the last dim's length).
-pub fn add_rms_norm(x: &Tensor, r: &Tensor, w: &Tensor, eps: f32) -> Result<(Tensor, Tensor)> {
-    let (x, r) = (x.contiguous()?, r.contiguous()?);
-    let both = x.apply_op3_no_bwd(&r, &w.contiguous()?, &AddRmsNorm { eps })?;
+    let ((xg, xl), (rg, rl), (wg, wl)) = (x.storage_and_layout(), r.storage_and_layout(), w.storage_and_layout());
+    let (Storage::Cuda(xs), Storage::Cuda(rs), Storage::Cuda(ws)) = (&*xg, &*rg, &*wg) else { candle_core::bail!("add rms norm: tensors must live on the CUDA device") };
+    let (xv, rv, wv) = (view::<f32>(xs, xl, "add norm: x")?, view::<f32>(rs, rl, "add norm: r")?, view::<f32>(ws, wl, "add norm: w")?);
+    let dev = xs.device().clone();
     let n = x.elem_count();
-    Ok((both.narrow(0, 0, n)?.reshape(x.dims())?, both.narrow(0, n, n)?.reshape(x.dims())?))
+    // SAFETY (both): block per row, each writes every sum and normed value of its row.
+    let mut sums = unsafe { dev.alloc::<f32>(n)? };
+    let cfg = LaunchConfig { grid_dim: ((n / dim) as u32, 1, 1), block_dim: (256, 1, 1), shared_mem_bytes: 0 };
+    let d = dim as i32;
+    macro_rules! launch {
+        ($ty:ty, $name:literal) => {{
+            let mut normed = unsafe { dev.alloc::<$ty>(n)? };
+            let func = dev.get_or_load_custom_func($name, "hearth_add_norm", ADD_NORM_PTX)?;
+            let mut b = func.builder();
+            b.arg(&xv).arg(&rv).arg(&wv).arg(&mut sums).arg(&mut normed).arg(&d).arg(&eps);
+            // SAFETY: argument order and types match add_norm.cu; shapes were checked above.
+            unsafe { b.launch(cfg) }.w()?;
+            fresh(normed, &dev, x.dims())
+        }};
+    }
+    let normed = match out {
+        DType::F32 => launch!(f32, "add_rms_norm"),
+        DType::F16 => launch!(half::f16, "add_rms_norm_f16"),
+        DType::BF16 => launch!(half::bf16, "add_rms_norm_bf16"),
+        other => candle_core::bail!("add rms norm: output dtype {other:?} is not supported"),
+    };
+    Ok((fresh(sums, &dev, x.dims()), normed))
 }
 
 const ARGMAX_PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/argmax.ptx"));
