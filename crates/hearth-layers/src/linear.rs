@@ -49,7 +49,7 @@ impl Linear {
         Self { weight: Weight::Blocks(weight), bias, out_features }
     }
 
-    /// Dense accelerator layers over one input (q/k/v) stacked into one weight, their rows one part
+    /// Dense accelerator layers over one input (q/k/v, gate/up) stacked into one weight, their rows one part
     /// after the other: returns the parts as views of the stacked weight's rows (no second copy) and
     /// the stacked layer, whose one library matmul then serves an input of many rows where the parts
     /// took one each (H100, 64 rows: k and v took 7 us each for 2.4 MB). The parts come back as

@@ -492,5 +492,11 @@ fn silu_mul_matches_the_host_formula() {
             let half = half.to_dtype(DType::F32).and_then(|t| t.flatten_all()).and_then(|t| t.to_vec1::<f32>()).expect("to host");
             assert_eq!(half, round_to(got.clone(), dtype), "{rows} x {width} {dtype:?}");
         }
+        // gate and up as the two halves of one wider matrix (a stacked gate/up output): read in place.
+        let wide = Tensor::cat(&[&t(&g), &t(&u)], 1).expect("wide");
+        let (gv, uv) = (wide.narrow(1, 0, width).expect("gate view"), wide.narrow(1, width, width).expect("up view"));
+        let strided = hearth_layers::device::silu_mul(&gv, &uv, DType::F32).expect("kernel").expect("a CUDA kernel");
+        let strided = strided.flatten_all().and_then(|t| t.to_vec1::<f32>()).expect("to host");
+        assert_eq!(strided, got, "{rows} x {width}: strided halves differ from packed inputs");
     }
 }

@@ -62,6 +62,8 @@ struct Attention {
 struct Mlp {
     gate: Linear,
     up: Linear,
+    /// gate and up stacked into one weight (dense accelerator weights; gate/up are views of its rows).
+    gate_up: Option<Linear>,
     down: Linear,
 }
 
@@ -635,6 +637,13 @@ impl Loader<'_> {
         if wanted { self.norm(name).map(Some) } else { Ok(None) }
     }
 
+    fn mlp(&self, i: usize) -> Result<Mlp> {
+        let p = |s: &str| format!("blk.{i}.{s}");
+        let (parts, gate_up) = Linear::stack(vec![self.linear(&p("ffn_gate"))?, self.linear(&p("ffn_up"))?])?;
+        let [gate, up]: [Linear; 2] = parts.try_into().map_err(|_| ModelError::Format(format!("blk.{i}: gate/up stacking lost a layer")))?;
+        Ok(Mlp { gate, up, gate_up, down: self.linear(&p("ffn_down"))? })
+    }
+
     fn block(&self, i: usize) -> Result<Block> {
         let p = |s: &str| format!("blk.{i}.{s}");
         let c = self.cfg;
@@ -653,7 +662,7 @@ impl Loader<'_> {
             },
             attn_post_norm: self.optional_norm(&p("post_attention_norm.weight"), c.sandwich_norms)?,
             ffn_norm: self.norm(&p("ffn_norm.weight"))?,
-            mlp: Mlp { gate: self.linear(&p("ffn_gate"))?, up: self.linear(&p("ffn_up"))?, down: self.linear(&p("ffn_down"))? },
+            mlp: self.mlp(i)?,
             ffn_post_norm: self.optional_norm(&p("post_ffw_norm.weight"), c.sandwich_norms)?,
         })
     }

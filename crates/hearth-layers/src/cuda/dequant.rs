@@ -1,7 +1,7 @@
 //! Block-quantized weights widened to f16 on the device (prompt-sized matmuls then run on cuBLAS),
 //! and the SiLU-gated product for prompt rows: see dequant.cu and silu_mul.cu.
 
-use super::view;
+use super::{f32_rows, rows_view};
 use candle_core::backend::BackendStorage;
 use candle_core::cuda_backend::cudarc::driver::{LaunchConfig, PushKernelArg};
 use candle_core::cuda_backend::{CudaStorage, WrapErr};
@@ -63,17 +63,18 @@ impl candle_core::CustomOp2 for SiluMul {
             candle_core::bail!("silu mul: gate {:?} and up {:?}", g_l.shape(), u_l.shape());
         }
         let n = g_l.shape().elem_count();
-        let (gs, us) = (view::<f32>(g, g_l, "silu mul: gate")?, view::<f32>(u, u_l, "silu mul: up")?);
+        let width = g_l.dims().iter().skip(1).product::<usize>().max(1);
+        let ((gs, g_stride), (us, u_stride)) = (rows_view(g, g_l, "silu mul: gate")?, rows_view(u, u_l, "silu mul: up")?);
         let dev = g.device().clone();
         let cfg = LaunchConfig { grid_dim: (n.div_ceil(256).clamp(1, 132 * 16) as u32, 1, 1), block_dim: (256, 1, 1), shared_mem_bytes: 0 };
-        let count = n as i64;
+        let (count, width, g_stride, u_stride) = (n as i64, width as i64, g_stride as i64, u_stride as i64);
         macro_rules! launch {
             ($ty:ty, $name:literal) => {{
                 // SAFETY: the grid-stride loop writes all n values.
                 let mut out = unsafe { dev.alloc::<$ty>(n)? };
                 let func = dev.get_or_load_custom_func($name, "hearth_silu_mul", SILU_MUL_PTX)?;
                 let mut b = func.builder();
-                b.arg(&gs).arg(&us).arg(&mut out).arg(&count);
+                b.arg(&gs).arg(&us).arg(&mut out).arg(&count).arg(&width).arg(&g_stride).arg(&u_stride);
                 // SAFETY: argument order and types match silu_mul.cu; the shapes were checked above.
                 unsafe { b.launch(cfg) }.w()?;
                 CudaStorage::wrap_cuda_slice(out, dev.clone())
@@ -89,8 +90,9 @@ impl candle_core::CustomOp2 for SiluMul {
     }
 }
 
-/// silu(gate) * up for f32 tensors of one shape, in one launch, the product in `out` (f32, bf16 or f16).
+/// silu(gate) * up for f32 tensors of one shape (rows packed, at any stride), in one launch, the
+/// product packed in `out` (f32, bf16 or f16).
 pub fn silu_mul(gate: &Tensor, up: &Tensor, out: DType) -> Result<Tensor> {
-    let (g, u) = (gate.to_dtype(DType::F32)?.contiguous()?, up.to_dtype(DType::F32)?.contiguous()?);
+    let (g, u) = (f32_rows(gate)?, f32_rows(up)?);
     g.apply_op2_no_bwd(&u, &SiluMul { out })
 }

@@ -28,18 +28,27 @@ impl Transformer {
     }
 
     /// The MLP's activated product, act(gate(h)) * up(h): one device kernel for SwiGLU where there is
-    /// one (decode on CUDA), else the two projections and the activation.
+    /// one (decode on CUDA); else the two projections — one matmul over the stacked weight past the
+    /// device GEMV's rows, its halves read in place — and the activation.
     pub(super) fn gated(&self, mlp: &Mlp, h: &Tensor, batching: &[RowBatch]) -> Result<Tensor> {
         if self.config.activation == Activation::Silu {
             if let Some(y) = Linear::forward_swiglu(&mlp.gate, &mlp.up, h)? {
                 return Ok(y);
             }
         }
-        let [gate, up]: [Tensor; 2] = Linear::forward_many(&[&mlp.gate, &mlp.up], h, batching)?
-            .try_into()
-            .map_err(|_| ModelError::BadBatch("gate/up projection returned the wrong count".into()))?;
+        let rows = h.dim(0)?;
+        let [gate, up]: [Tensor; 2] = match mlp.gate_up.as_ref().filter(|_| rows > hearth_layers::device::dense_gemv_max_rows(&self.device)) {
+            Some(both) => {
+                let y = both.forward(h)?;
+                let width = mlp.gate.out_features();
+                [y.narrow(1, 0, width)?, y.narrow(1, width, width)?]
+            }
+            None => Linear::forward_many(&[&mlp.gate, &mlp.up], h, batching)?
+                .try_into()
+                .map_err(|_| ModelError::BadBatch("gate/up projection returned the wrong count".into()))?,
+        };
         Ok(match self.config.activation {
-            Activation::Silu => hearth_layers::cpu::swiglu(&gate, &up, mlp.down.input_dtype(h.dim(0)?))?,
+            Activation::Silu => hearth_layers::cpu::swiglu(&gate, &up, mlp.down.input_dtype(rows))?,
             Activation::GeluTanh => (hearth_layers::cpu::gelu_tanh(&gate)? * up)?,
         })
     }
