@@ -81,7 +81,8 @@ pub fn compiled_backends() -> &'static [&'static str] {
 /// Decode attention (one query token per sequence, all sequences in one launch) by an accelerator
 /// kernel over the paged cache rows `k_cache`/`v_cache`, when the device has one; `None` means the
 /// caller takes the portable path. `slots` (u32, on the device) are every sequence's visible cache
-/// slots concatenated, sequence `i` owning `slots[offsets[i]..offsets[i + 1]]`.
+/// slots concatenated, sequence `i` owning `slots[offsets[i]..offsets[i + 1]]`. The result is written
+/// in `out` (f32, or the bf16/f16 of the matmul that reads it next, [`crate::Linear::input_dtype`]).
 pub fn decode_attention(
     q: &Tensor,
     k_cache: &Tensor,
@@ -89,12 +90,13 @@ pub fn decode_attention(
     slots: &Tensor,
     offsets: &Tensor,
     params: &AttentionParams,
+    out: candle_core::DType,
 ) -> Result<Option<Tensor>> {
     #[cfg(feature = "cuda")]
     if q.device().is_cuda() {
-        return Ok(Some(cuda_kernels::decode_attention(q, k_cache, v_cache, slots.clone(), offsets.clone(), params)?));
+        return Ok(Some(cuda_kernels::decode_attention(q, k_cache, v_cache, slots.clone(), offsets.clone(), params, out)?));
     }
-    let _ = (q, k_cache, v_cache, slots, offsets, params);
+    let _ = (q, k_cache, v_cache, slots, offsets, params, out);
     Ok(None)
 }
 

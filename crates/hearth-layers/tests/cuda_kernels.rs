@@ -71,10 +71,16 @@ fn check_lens(lens: &[usize], heads: usize, kv_heads: usize, head_dim: usize, wi
     let qt = Tensor::from_vec(q, (lens.len(), heads, head_dim), &gpu).expect("q");
     let visible = Tensor::new(visible.as_slice(), &gpu).expect("slots");
     let offsets = Tensor::new(offsets.as_slice(), &gpu).expect("offsets");
-    let got = hearth_layers::device::decode_attention(&qt, k, v, &visible, &offsets, &p)
-        .expect("kernel")
-        .expect("a CUDA kernel");
-    let got = got.flatten_all().and_then(|t| t.to_vec1::<f32>()).expect("copy back");
+    let run = |out: DType| {
+        let got = hearth_layers::device::decode_attention(&qt, k, v, &visible, &offsets, &p, out).expect("kernel").expect("a CUDA kernel");
+        assert_eq!(got.dtype(), out);
+        got.to_dtype(DType::F32).and_then(|t| t.flatten_all()).and_then(|t| t.to_vec1::<f32>()).expect("copy back")
+    };
+    let got = run(DType::F32);
+    // Written in a matmul's bf16/f16: the f32 result rounded as a cast rounds it.
+    for half in [DType::BF16, DType::F16] {
+        assert_eq!(run(half), round_to(got.clone(), half), "{half:?} output differs from the rounded f32 one");
+    }
     assert_eq!(got.len(), want.len());
     let norm = want.iter().map(|x| x * x).sum::<f32>().sqrt();
     let err = got.iter().zip(&want).map(|(a, b)| (a - b) * (a - b)).sum::<f32>().sqrt() / norm;

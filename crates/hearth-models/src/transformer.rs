@@ -272,7 +272,7 @@ impl Transformer {
             sliding_window: if sliding { c.sliding_window } else { None },
             softcap: None,
         };
-        let attn = self.attention(&q, layer, sliding, plan, cache, &params)?;
+        let attn = self.attention(&q, layer, sliding, plan, cache, &params, b.attn.o.input_dtype(t))?;
         let attn = b.attn.o.forward_batched(&attn, &plan.row_batching)?;
         let attn = match &b.attn_post_norm {
             Some(n) => n.forward(&attn)?,
@@ -299,7 +299,9 @@ impl Transformer {
     /// batch, so prefix-cache hits and batching never change a sampled token); on a device cache,
     /// the rows the batch's index covers (decode tokens, and prompts up to [`MAX_INDEXED_SLOTS`])
     /// go through the device's kernel in one launch where it has one, the rest through tensor
-    /// matmuls one sequence at a time.
+    /// matmuls one sequence at a time. Rows all from the kernel come in `out` (the o-projection's
+    /// input dtype), others in f32.
+    #[allow(clippy::too_many_arguments)]
     fn attention(
         &self,
         q: &Tensor,
@@ -308,16 +310,18 @@ impl Transformer {
         plan: &BatchPlan,
         cache: &PagedKvCache,
         params: &AttentionParams,
+        out: DType,
     ) -> Result<Tensor> {
         if cache.host_layer(layer)?.is_some() {
             return self.host_attention(q, layer, plan, cache, params);
         }
         let width = self.config.n_heads * self.config.head_dim;
         let mut rows: Vec<Option<Tensor>> = vec![None; plan.seqs.len()];
-        if let Some((covered, out)) = self.device_decode(q, layer, sliding, plan, cache, params)? {
+        if let Some((covered, out)) = self.device_decode(q, layer, sliding, plan, cache, params, out)? {
             if covered.len() == plan.seqs.len() {
                 return Ok(out.reshape((q.dim(0)?, width))?);
             }
+            let out = out.to_dtype(DType::F32)?; // joined with the other rows' f32 below
             for &(i, row0) in covered {
                 let n = plan.seqs[i].n_new;
                 rows[i] = Some(out.narrow(0, row0, n)?.reshape((n, width))?);
@@ -336,7 +340,8 @@ impl Transformer {
     /// The sequences the batch's row index covers (every decoding one, and prompts while their rows'
     /// slot lists fit [`MAX_INDEXED_SLOTS`]) through the device's attention kernel, one query row per
     /// kernel row: `(sequence, first output row)` of each and `[their rows, n_heads, head_dim]`, or
-    /// `None` without such a kernel.
+    /// `None` without such a kernel. The result is in `out`.
+    #[allow(clippy::too_many_arguments)]
     fn device_decode<'p>(
         &self,
         q: &Tensor,
@@ -345,6 +350,7 @@ impl Transformer {
         plan: &'p BatchPlan,
         cache: &PagedKvCache,
         params: &AttentionParams,
+        out: DType,
     ) -> Result<Option<(&'p [(usize, usize)], Tensor)>> {
         let Some((k, v)) = cache.device_layer(layer)? else { return Ok(None) };
         let Some(index) = plan.decode_index(sliding, &self.device)? else { return Ok(None) };
@@ -352,7 +358,7 @@ impl Transformer {
             None => q.clone(),
             Some(rows) => q.index_select(rows, 0)?,
         };
-        let out = hearth_layers::device::decode_attention(&q, k, v, &index.slots, &index.offsets, params)?;
+        let out = hearth_layers::device::decode_attention(&q, k, v, &index.slots, &index.offsets, params, out)?;
         Ok(out.map(|o| (index.covered.as_slice(), o)))
     }
 

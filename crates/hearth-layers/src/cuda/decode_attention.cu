@@ -35,6 +35,14 @@ __device__ __forceinline__ void widen(const uint4 r, float* o, const __nv_bfloat
   for (int i = 0; i < 4; i++) { const float2 f = __bfloat1622float2(h[i]); o[2 * i] = f.x; o[2 * i + 1] = f.y; }
 }
 
+// Writes result element i in the output's type: OUT_F32 0, OUT_F16 1, OUT_BF16 2 (the bf16/f16 of the
+// matmul that reads the result next, rounded as a cast would round it).
+__device__ __forceinline__ void store_out(void* out, size_t i, float x, int kind) {
+  if (kind == 2) reinterpret_cast<__nv_bfloat16*>(out)[i] = __float2bfloat16_rn(x);
+  else if (kind == 1) reinterpret_cast<__half*>(out)[i] = __float2half_rn(x);
+  else reinterpret_cast<float*>(out)[i] = x;
+}
+
 // Folds softmax state (m2, l2, a2) into (m, l, a); a state that saw no key has m = -inf.
 template <int N>
 __device__ __forceinline__ void fold(float& m, float& l, float* a, float m2, float l2, const float* a2) {
@@ -103,8 +111,8 @@ __device__ void decode_attention(
     const T* __restrict__ v_cache,
     const unsigned* __restrict__ slots,   // visible slots of every sequence, concatenated
     const unsigned* __restrict__ offsets, // [seqs + 1]: sequence s owns slots[offsets[s]..offsets[s+1]]
-    float* __restrict__ out,              // [seqs, n_heads, head_dim], or partials when splits > 1
-    int n_heads, int n_kv_heads, int head_dim, float scale, float softcap, int splits) {
+    void* __restrict__ out,               // [seqs, n_heads, head_dim] of out_kind, or f32 partials when splits > 1
+    int n_heads, int n_kv_heads, int head_dim, float scale, float softcap, int splits, int out_kind) {
   constexpr int VEC = 16 / sizeof(T);  // elements per 16-byte load
   constexpr int PER = NV * VEC;        // dims a lane holds
   constexpr int GROUPS = 32 / LPK;     // lane groups (rows in flight) per warp
@@ -280,10 +288,10 @@ __device__ void decode_attention(
     }
     const size_t row = (size_t)seq * n_heads + head0 + g;
     if (splits == 1) {
-      out[row * head_dim + d] = total > 0.f ? value / total : 0.f;
+      store_out(out, row * head_dim + d, total > 0.f ? value / total : 0.f, out_kind);
     } else {
       // Partials: [rows][splits] of (max, sum, head_dim unnormalised values).
-      float* part = out + (row * splits + split) * (head_dim + 2);
+      float* part = reinterpret_cast<float*>(out) + (row * splits + split) * (head_dim + 2);
       if (d == 0) {
         part[0] = top;
         part[1] = total;
@@ -294,7 +302,8 @@ __device__ void decode_attention(
 }
 
 // Merges the splits' partial softmax results of one (sequence, head) row: block per row, thread per dim.
-extern "C" __global__ void decode_attention_merge(const float* __restrict__ parts, float* __restrict__ out, int head_dim, int splits) {
+extern "C" __global__ void decode_attention_merge(const float* __restrict__ parts, void* __restrict__ out, int head_dim, int splits,
+                                                  int out_kind) {
   const size_t row = blockIdx.x;
   const float* p = parts + row * splits * (head_dim + 2);
   float top = -INFINITY;
@@ -308,7 +317,7 @@ extern "C" __global__ void decode_attention_merge(const float* __restrict__ part
       total += q[1] * c;
       value += q[2 + d] * c;
     }
-    out[row * head_dim + d] = total > 0.f ? value / total : 0.f;
+    store_out(out, row * head_dim + d, total > 0.f ? value / total : 0.f, out_kind);
   }
 }
 
@@ -319,8 +328,9 @@ extern "C" __global__ void decode_attention_merge(const float* __restrict__ part
 #define DECODE_ATTENTION(NAME, T, LPK, NV)                                                         \
   extern "C" __global__ void __launch_bounds__(WARPS * 32, 4) NAME(                 \
       const float* q, const T* k, const T* v, const unsigned* slots, const unsigned* offsets,     \
-      float* out, int n_heads, int n_kv_heads, int head_dim, float scale, float softcap, int splits) { \
-    decode_attention<T, LPK, NV>(q, k, v, slots, offsets, out, n_heads, n_kv_heads, head_dim, scale, softcap, splits); \
+      void* out, int n_heads, int n_kv_heads, int head_dim, float scale, float softcap, int splits,  \
+      int out_kind) {                                                                              \
+    decode_attention<T, LPK, NV>(q, k, v, slots, offsets, out, n_heads, n_kv_heads, head_dim, scale, softcap, splits, out_kind); \
   }
 #define DECODE_ATTENTION_LAYOUTS(SUFFIX, T)                  \
   DECODE_ATTENTION(decode_attention_##SUFFIX##_4x1, T, 4, 1)   \

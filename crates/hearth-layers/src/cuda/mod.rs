@@ -25,6 +25,7 @@ struct DecodeAttention {
     slots: Tensor,
     offsets: Tensor,
     params: AttentionParams,
+    out: DType,
 }
 
 /// Start and end of the contiguous storage `layout` describes; kernels index plain buffers.
@@ -113,46 +114,67 @@ impl CustomOp3 for DecodeAttention {
         if self.offsets.elem_count() != seqs + 1 {
             candle_core::bail!("decode attention: {} offsets for {seqs} sequences", self.offsets.elem_count());
         }
-        // SAFETY (both buffers): the kernels write every element before anything reads it.
-        let out = unsafe { dev.alloc::<f32>(seqs * heads * head_dim)? };
         // One block per sequence, KV head and run of up to DECODE_GROUP query heads sharing it, and
         // the keys split over enough blocks to fill the GPU when the batch alone does not.
         let runs = (p.n_heads / p.n_kv_heads).div_ceil(DECODE_GROUP);
         let blocks = seqs * p.n_kv_heads * runs;
         let splits = (DECODE_TARGET_BLOCKS / blocks.max(1)).clamp(1, DECODE_MAX_SPLITS);
+        // SAFETY (this and `out`): the kernels write every element before anything reads it.
         let parts = if splits > 1 { Some(unsafe { dev.alloc::<f32>(seqs * heads * splits * (head_dim + 2))? }) } else { None };
         let cfg = LaunchConfig { grid_dim: (seqs as u32, (p.n_kv_heads * runs) as u32, splits as u32), block_dim: (128, 1, 1), shared_mem_bytes: 0 };
         let (nh, nkv, hd, sp) = (p.n_heads as i32, p.n_kv_heads as i32, p.head_dim as i32, splits as i32);
         let softcap = p.softcap.unwrap_or(0.0);
-        macro_rules! launch {
-            ($ty:ty, $name:literal) => {{
-                let func = dev.get_or_load_custom_func(&format!(concat!($name, "_{}"), layout), "hearth_decode_attention", DECODE_ATTENTION_PTX)?;
-                let k = view::<$ty>(k, k_l, "decode attention: k cache")?;
-                let v = view::<$ty>(v, v_l, "decode attention: v cache")?;
-                let mut b = func.builder();
-                b.arg(&q).arg(&k).arg(&v).arg(&slots).arg(&offsets).arg(parts.as_ref().unwrap_or(&out));
-                b.arg(&nh).arg(&nkv).arg(&hd).arg(&p.scale).arg(&softcap).arg(&sp);
-                // SAFETY: argument types and order match the kernel's signature in decode_attention.cu,
-                // every buffer was checked above to hold what the kernel indexes.
-                unsafe { b.launch(cfg) }.w()?;
+        // The result's element type as the kernels' OUT_* code (decode_attention.cu).
+        let out_kind: i32 = match self.out {
+            DType::F32 => 0,
+            DType::F16 => 1,
+            DType::BF16 => 2,
+            other => candle_core::bail!("decode attention: output dtype {other:?} is not supported"),
+        };
+        macro_rules! run {
+            ($oty:ty) => {{
+                let out = unsafe { dev.alloc::<$oty>(seqs * heads * head_dim)? };
+                macro_rules! launch {
+                    ($ty:ty, $name:literal) => {{
+                        let func = dev.get_or_load_custom_func(&format!(concat!($name, "_{}"), layout), "hearth_decode_attention", DECODE_ATTENTION_PTX)?;
+                        let k = view::<$ty>(k, k_l, "decode attention: k cache")?;
+                        let v = view::<$ty>(v, v_l, "decode attention: v cache")?;
+                        let mut b = func.builder();
+                        b.arg(&q).arg(&k).arg(&v).arg(&slots).arg(&offsets);
+                        match &parts {
+                            Some(parts) => b.arg(parts),
+                            None => b.arg(&out),
+                        };
+                        b.arg(&nh).arg(&nkv).arg(&hd).arg(&p.scale).arg(&softcap).arg(&sp).arg(&out_kind);
+                        // SAFETY: argument types and order match the kernel's signature in decode_attention.cu,
+                        // every buffer was checked above to hold what the kernel indexes.
+                        unsafe { b.launch(cfg) }.w()?;
+                    }};
+                }
+                match k.dtype() {
+                    DType::F32 => launch!(f32, "decode_attention_f32"),
+                    DType::F16 => launch!(half::f16, "decode_attention_f16"),
+                    DType::BF16 => launch!(half::bf16, "decode_attention_bf16"),
+                    other => candle_core::bail!("decode attention: cache dtype {other:?} is not supported"),
+                }
+                if let Some(parts) = &parts {
+                    let func = dev.get_or_load_custom_func("decode_attention_merge", "hearth_decode_attention", DECODE_ATTENTION_PTX)?;
+                    let merge = LaunchConfig { grid_dim: ((seqs * heads) as u32, 1, 1), block_dim: (head_dim.clamp(32, 256) as u32, 1, 1), shared_mem_bytes: 0 };
+                    let mut b = func.builder();
+                    b.arg(parts).arg(&out).arg(&hd).arg(&sp).arg(&out_kind);
+                    // SAFETY: argument order and types match decode_attention_merge; `parts` holds `splits`
+                    // partials of head_dim + 2 floats for each of the seqs * heads rows.
+                    unsafe { b.launch(merge) }.w()?;
+                }
+                CudaStorage::wrap_cuda_slice(out, dev.clone())
             }};
         }
-        match k.dtype() {
-            DType::F32 => launch!(f32, "decode_attention_f32"),
-            DType::F16 => launch!(half::f16, "decode_attention_f16"),
-            DType::BF16 => launch!(half::bf16, "decode_attention_bf16"),
-            other => candle_core::bail!("decode attention: cache dtype {other:?} is not supported"),
-        }
-        if let Some(parts) = &parts {
-            let func = dev.get_or_load_custom_func("decode_attention_merge", "hearth_decode_attention", DECODE_ATTENTION_PTX)?;
-            let merge = LaunchConfig { grid_dim: ((seqs * heads) as u32, 1, 1), block_dim: (head_dim.clamp(32, 256) as u32, 1, 1), shared_mem_bytes: 0 };
-            let mut b = func.builder();
-            b.arg(parts).arg(&out).arg(&hd).arg(&sp);
-            // SAFETY: argument order and types match decode_attention_merge; `parts` holds `splits`
-            // partials of head_dim + 2 floats for each of the seqs * heads rows.
-            unsafe { b.launch(merge) }.w()?;
-        }
-        Ok((CudaStorage::wrap_cuda_slice(out, dev), Shape::from((seqs, heads, head_dim))))
+        let out = match self.out {
+            DType::F16 => run!(half::f16),
+            DType::BF16 => run!(half::bf16),
+            _ => run!(f32),
+        };
+        Ok((out, Shape::from((seqs, heads, head_dim))))
     }
 }
 
@@ -173,10 +195,11 @@ fn decode_attention_layout(head_dim: usize, elem: usize) -> Option<&'static str>
 }
 
 /// `q` `[seqs, n_heads, head_dim]` f32, one decode token per sequence; `slots` the visible cache slots
-/// of all sequences concatenated, `offsets` `[seqs + 1]` where each sequence's slots start (both u32).
-pub fn decode_attention(q: &Tensor, k_cache: &Tensor, v_cache: &Tensor, slots: Tensor, offsets: Tensor, params: &AttentionParams) -> Result<Tensor> {
+/// of all sequences concatenated, `offsets` `[seqs + 1]` where each sequence's slots start (both u32);
+/// the result in `out` (f32, or the bf16/f16 of the matmul that reads it next).
+pub fn decode_attention(q: &Tensor, k_cache: &Tensor, v_cache: &Tensor, slots: Tensor, offsets: Tensor, params: &AttentionParams, out: DType) -> Result<Tensor> {
     let q = q.to_dtype(DType::F32)?.contiguous()?;
-    q.apply_op3_no_bwd(k_cache, v_cache, &DecodeAttention { slots, offsets, params: *params })
+    q.apply_op3_no_bwd(k_cache, v_cache, &DecodeAttention { slots, offsets, params: *params, out })
 }
 
 const KV_WRITE_PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/kv_write.ptx"));
