@@ -79,12 +79,13 @@ impl Linear {
     }
 
     /// The dtype this layer takes an input of `rows` rows in with the least work: a dense bf16/f16
-    /// accelerator weight without bias, past the rows its GEMV serves (which reads f32), goes to the
-    /// library matmul, which would cast an f32 input to the weight's dtype first — so a kernel that
-    /// produces the input writes that dtype directly. f32 everywhere else.
+    /// CUDA weight without bias, past the rows its GEMV serves (which reads f32), goes to cuBLAS with an
+    /// f32 result ([`crate::device::dense_gemm`]), which would cast an f32 input to the weight's dtype
+    /// first — so a kernel that produces the input writes that dtype directly. f32 everywhere else
+    /// (other accelerators' matmuls would answer in the input's dtype).
     pub fn input_dtype(&self, rows: usize) -> DType {
         match (&self.weight, &self.bias) {
-            (Weight::Dense(w), None) if Self::is_half(w.dtype()) && rows > crate::device::dense_gemv_max_rows(w.device()) && !w.device().is_cpu() => w.dtype(),
+            (Weight::Dense(w), None) if Self::is_half(w.dtype()) && w.device().is_cuda() && rows > crate::device::dense_gemv_max_rows(w.device()) => w.dtype(),
             _ => DType::F32,
         }
     }
