@@ -3,13 +3,8 @@
 // each time; as candle's add and norm it was two launches whose cost was their latency, not bytes.
 // h is written in f32, or in the bf16/f16 of the matmul that reads it next (rounded as a separate cast
 // kernel would round it, one launch fewer).
-#include <cuda_fp16.h>
-#include <cuda_bf16.h>
+#include "convert.cuh"
 #define THREADS 256
-
-__device__ __forceinline__ void put(float* d, float x) { *d = x; }
-__device__ __forceinline__ void put(__half* d, float x) { *d = __float2half_rn(x); }
-__device__ __forceinline__ void put(__nv_bfloat16* d, float x) { *d = __float2bfloat16_rn(x); }
 
 template <typename O>
 __device__ void add_rms_norm(const float* __restrict__ x, const float* __restrict__ r, const float* __restrict__ w,

@@ -6,9 +6,8 @@
 // flight hold no registers, so 4 blocks still fit an SM. Each lane group
 // keeps its own online softmax over the keys it visits; groups, warps and splits are merged at the end.
 // K/V rows are read in place from the paged cache through the slot list, so no gather copy is made.
-#include <cuda_fp16.h>
-#include <cuda_bf16.h>
 #include <math.h>
+#include "convert.cuh"
 
 #define WARPS 4
 #define MAX_HEAD_DIM 256
@@ -20,27 +19,12 @@
 // Keys per chunk handed to one split.
 #define CHUNK 64
 
-// 16 bytes of cache row as floats: 4 f32 or 8 f16/bf16.
-__device__ __forceinline__ void widen(const uint4 r, float* o, const float*) {
-  o[0] = __uint_as_float(r.x); o[1] = __uint_as_float(r.y); o[2] = __uint_as_float(r.z); o[3] = __uint_as_float(r.w);
-}
-__device__ __forceinline__ void widen(const uint4 r, float* o, const __half*) {
-  const __half2* h = reinterpret_cast<const __half2*>(&r);
-#pragma unroll
-  for (int i = 0; i < 4; i++) { const float2 f = __half22float2(h[i]); o[2 * i] = f.x; o[2 * i + 1] = f.y; }
-}
-__device__ __forceinline__ void widen(const uint4 r, float* o, const __nv_bfloat16*) {
-  const __nv_bfloat162* h = reinterpret_cast<const __nv_bfloat162*>(&r);
-#pragma unroll
-  for (int i = 0; i < 4; i++) { const float2 f = __bfloat1622float2(h[i]); o[2 * i] = f.x; o[2 * i + 1] = f.y; }
-}
-
 // Writes result element i in the output's type: OUT_F32 0, OUT_F16 1, OUT_BF16 2 (the bf16/f16 of the
 // matmul that reads the result next, rounded as a cast would round it).
 __device__ __forceinline__ void store_out(void* out, size_t i, float x, int kind) {
-  if (kind == 2) reinterpret_cast<__nv_bfloat16*>(out)[i] = __float2bfloat16_rn(x);
-  else if (kind == 1) reinterpret_cast<__half*>(out)[i] = __float2half_rn(x);
-  else reinterpret_cast<float*>(out)[i] = x;
+  if (kind == 2) put(reinterpret_cast<__nv_bfloat16*>(out) + i, x);
+  else if (kind == 1) put(reinterpret_cast<__half*>(out) + i, x);
+  else put(reinterpret_cast<float*>(out) + i, x);
 }
 
 // Folds softmax state (m2, l2, a2) into (m, l, a); a state that saw no key has m = -inf.

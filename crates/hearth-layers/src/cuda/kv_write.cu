@@ -3,19 +3,14 @@
 // the V row, converting to the cache's element type. Source rows lie k_stride / v_stride elements
 // apart (V as a column range of the q/k/v matmul output is read in place). Replaces one copy kernel per sequence and per
 // run of consecutive slots (and, since, a second launch for V).
-#include <cuda_fp16.h>
-#include <cuda_bf16.h>
-
-__device__ __forceinline__ void store(float* dst, float x) { *dst = x; }
-__device__ __forceinline__ void store(__half* dst, float x) { *dst = __float2half_rn(x); }
-__device__ __forceinline__ void store(__nv_bfloat16* dst, float x) { *dst = __float2bfloat16_rn(x); }
+#include "convert.cuh"
 
 template <typename T>
 __device__ void kv_write(const float* __restrict__ k_rows, const float* __restrict__ v_rows, const unsigned* __restrict__ slots,
                          T* __restrict__ k_cache, T* __restrict__ v_cache, int width, long long k_stride, long long v_stride) {
   const float* src = blockIdx.y == 0 ? k_rows + (size_t)blockIdx.x * k_stride : v_rows + (size_t)blockIdx.x * v_stride;
   T* dst = (blockIdx.y == 0 ? k_cache : v_cache) + (size_t)slots[blockIdx.x] * width;
-  for (int i = threadIdx.x; i < width; i += blockDim.x) store(dst + i, src[i]);
+  for (int i = threadIdx.x; i < width; i += blockDim.x) put(dst + i, src[i]);
 }
 
 #define KV_WRITE(NAME, T)                                                                          \

@@ -3,12 +3,7 @@
 // for decode rows already. The product is written in f32, or in the bf16/f16 of the matmul that reads
 // it next (one cast launch fewer, the same rounding). gate and up rows may lie at a stride (the two
 // halves of one stacked gate/up matmul output); the product is packed.
-#include <cuda_fp16.h>
-#include <cuda_bf16.h>
-
-__device__ __forceinline__ void put(float* d, float x) { *d = x; }
-__device__ __forceinline__ void put(__half* d, float x) { *d = __float2half_rn(x); }
-__device__ __forceinline__ void put(__nv_bfloat16* d, float x) { *d = __float2bfloat16_rn(x); }
+#include "convert.cuh"
 
 template <typename O>
 __device__ void silu_mul(const float* __restrict__ gate, const float* __restrict__ up, O* __restrict__ out, long long n,

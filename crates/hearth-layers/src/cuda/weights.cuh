@@ -1,8 +1,7 @@
 // How a weight row is stored, for the kernels that read weights as loaded (dense_gemv.cu) or
 // widen them to f16 (dequant.cu): bf16, f16, and ggml's Q4_K and Q6_K super-blocks.
 #pragma once
-#include <cuda_fp16.h>
-#include <cuda_bf16.h>
+#include "convert.cuh"
 #include <stdint.h>
 
 // How a weight row is stored: `row` finds row n of a dense [N, K] weight, `load` fetches the raw
@@ -15,30 +14,14 @@ template <> struct Weights<__nv_bfloat16> {
   using Raw = uint4;
   static __device__ __forceinline__ const __nv_bfloat16* row(const __nv_bfloat16* w, int n, int k) { return w + (size_t)n * k; }
   static __device__ __forceinline__ Raw load(const __nv_bfloat16* row, int i) { return __ldg(reinterpret_cast<const uint4*>(row + i)); }
-  static __device__ __forceinline__ void widen(const Raw& raw, float* out) {
-    const __nv_bfloat162* h = reinterpret_cast<const __nv_bfloat162*>(&raw);
-#pragma unroll
-    for (int j = 0; j < 4; j++) {
-      float2 f = __bfloat1622float2(h[j]);
-      out[2 * j] = f.x;
-      out[2 * j + 1] = f.y;
-    }
-  }
+  static __device__ __forceinline__ void widen(const Raw raw, float* out) { ::widen(raw, out, static_cast<const __nv_bfloat16*>(nullptr)); }
 };
 
 template <> struct Weights<__half> {
   using Raw = uint4;
   static __device__ __forceinline__ const __half* row(const __half* w, int n, int k) { return w + (size_t)n * k; }
   static __device__ __forceinline__ Raw load(const __half* row, int i) { return __ldg(reinterpret_cast<const uint4*>(row + i)); }
-  static __device__ __forceinline__ void widen(const Raw& raw, float* out) {
-    const __half2* h = reinterpret_cast<const __half2*>(&raw);
-#pragma unroll
-    for (int j = 0; j < 4; j++) {
-      float2 f = __half22float2(h[j]);
-      out[2 * j] = f.x;
-      out[2 * j + 1] = f.y;
-    }
-  }
+  static __device__ __forceinline__ void widen(const Raw raw, float* out) { ::widen(raw, out, static_cast<const __half*>(nullptr)); }
 };
 
 // Q4_K and Q6_K super-blocks of 256 values (ggml's layouts); a lane's 8 values lie in one of them.
