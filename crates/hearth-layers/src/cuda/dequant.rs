@@ -1,12 +1,12 @@
 //! Block-quantized weights widened to f16 on the device (prompt-sized matmuls then run on cuBLAS),
 //! and the SiLU-gated product for prompt rows: see dequant.cu and silu_mul.cu.
 
-use super::{f32_rows, rows_view};
+use super::{f32_rows, fresh, rows_view};
 use candle_core::backend::BackendStorage;
 use candle_core::cuda_backend::cudarc::driver::{LaunchConfig, PushKernelArg};
 use candle_core::cuda_backend::{CudaStorage, WrapErr};
 use candle_core::quantized::{GgmlDType, QTensor};
-use candle_core::{DType, Device, Layout, Result, Shape, Storage, Tensor};
+use candle_core::{DType, Device, Layout, Result, Shape, Tensor};
 
 const DEQUANT_PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/dequant.ptx"));
 const SILU_MUL_PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/silu_mul.ptx"));
@@ -40,8 +40,7 @@ pub fn dequantize_f16(w: &QTensor, device: &Device) -> Result<Tensor> {
     // SAFETY: argument order and types match dequant.cu (the source pointer passed as its address);
     // `w` holds `blocks` super-blocks of the kernel's format, alive while `_guard` is.
     unsafe { b.launch(cfg) }.w()?;
-    let storage = Storage::Cuda(CudaStorage::wrap_cuda_slice(out, dev.clone()));
-    Ok(Tensor::from_storage(storage, w.shape().clone(), candle_core::op::BackpropOp::none(), false))
+    Ok(fresh(out, dev, w.shape().dims()))
 }
 
 /// silu(gate) * up, both f32 of one shape, written in `out` (f32, bf16 or f16).

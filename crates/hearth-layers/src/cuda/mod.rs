@@ -124,15 +124,10 @@ impl CustomOp3 for DecodeAttention {
         let cfg = LaunchConfig { grid_dim: (seqs as u32, (p.n_kv_heads * runs) as u32, splits as u32), block_dim: (128, 1, 1), shared_mem_bytes: 0 };
         let (nh, nkv, hd, sp) = (p.n_heads as i32, p.n_kv_heads as i32, p.head_dim as i32, splits as i32);
         let softcap = p.softcap.unwrap_or(0.0);
-        // The result's element type as the kernels' OUT_* code (decode_attention.cu).
-        let out_kind: i32 = match self.out {
-            DType::F32 => 0,
-            DType::F16 => 1,
-            DType::BF16 => 2,
-            other => candle_core::bail!("decode attention: output dtype {other:?} is not supported"),
-        };
+        // `run!(element type, its OUT_* code in decode_attention.cu)` launches into a result of that type.
         macro_rules! run {
-            ($oty:ty) => {{
+            ($oty:ty, $kind:literal) => {{
+                let out_kind: i32 = $kind;
                 let out = unsafe { dev.alloc::<$oty>(seqs * heads * head_dim)? };
                 macro_rules! launch {
                     ($ty:ty, $name:literal) => {{
@@ -170,9 +165,10 @@ impl CustomOp3 for DecodeAttention {
             }};
         }
         let out = match self.out {
-            DType::F16 => run!(half::f16),
-            DType::BF16 => run!(half::bf16),
-            _ => run!(f32),
+            DType::F32 => run!(f32, 0),
+            DType::F16 => run!(half::f16, 1),
+            DType::BF16 => run!(half::bf16, 2),
+            other => candle_core::bail!("decode attention: output dtype {other:?} is not supported"),
         };
         Ok((out, Shape::from((seqs, heads, head_dim))))
     }

@@ -8,6 +8,12 @@ use hearth_layers::quant::RowBatch;
 use hearth_layers::Linear;
 
 impl Transformer {
+    /// The stacked layer of a projection group, when there is one and it pays for `rows` rows: past
+    /// the device GEMV's rows, which reads the parts in one launch already.
+    fn stacked<'a>(&self, stacked: Option<&'a Linear>, rows: usize) -> Option<&'a Linear> {
+        stacked.filter(|_| rows > hearth_layers::device::dense_gemv_max_rows(&self.device))
+    }
+
     /// q `[t, heads, head_dim]`, k `[t, kv_heads, head_dim]` and v `[t, kv_heads * head_dim]` of the
     /// batch's rows: with a stacked weight and more rows than the device GEMV serves, one library
     /// matmul and column views of its output (the rope and cache-write kernels read rows at a stride);
@@ -15,7 +21,7 @@ impl Transformer {
     pub(super) fn project_qkv(&self, a: &Attention, h: &Tensor, plan: &BatchPlan) -> Result<[Tensor; 3]> {
         let c = &self.config;
         let t = h.dim(0)?;
-        if let Some(qkv) = a.qkv.as_ref().filter(|_| t > hearth_layers::device::dense_gemv_max_rows(&self.device)) {
+        if let Some(qkv) = self.stacked(a.qkv.as_ref(), t) {
             let y = qkv.forward(h)?;
             let heads = y.reshape((t, c.n_heads + 2 * c.n_kv_heads, c.head_dim))?;
             let v = y.narrow(1, (c.n_heads + c.n_kv_heads) * c.head_dim, c.n_kv_heads * c.head_dim)?;
@@ -37,7 +43,7 @@ impl Transformer {
             }
         }
         let rows = h.dim(0)?;
-        let [gate, up]: [Tensor; 2] = match mlp.gate_up.as_ref().filter(|_| rows > hearth_layers::device::dense_gemv_max_rows(&self.device)) {
+        let [gate, up]: [Tensor; 2] = match self.stacked(mlp.gate_up.as_ref(), rows) {
             Some(both) => {
                 let y = both.forward(h)?;
                 let width = mlp.gate.out_features();
