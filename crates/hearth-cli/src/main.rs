@@ -77,6 +77,10 @@ fn main() -> ExitCode {
         // Runs decode steps op by op instead of replaying CUDA graphs (for comparisons).
         hearth_models::set_device_graphs_default(false);
     }
+    if std::env::var("HEARTH_CUDA_QUANT_GEMV").is_ok_and(|v| v == "0") {
+        // Decode rows over Q4_K/Q6_K weights through candle's kernels instead of hearth's (comparisons).
+        hearth_layers::device::set_quant_gemv(false);
+    }
     if let Ok(rows) = std::env::var("HEARTH_CUDA_DEQUANT_ROWS") {
         // From how many rows quantized matmuls on CUDA widen the weight to f16 for cuBLAS (comparisons).
         match rows.parse::<usize>() {

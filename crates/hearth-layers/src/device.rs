@@ -284,6 +284,71 @@ fn gemv_input(x: &Tensor, ws: &[&Tensor]) -> Result<Option<(Tensor, Vec<usize>)>
     Ok(Some((flat, dims)))
 }
 
+static QUANT_GEMV: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+
+/// Turns hearth's k-quant decode GEMV on or off (off: candle's kernels take those calls), for
+/// comparisons; the binary reads it from `HEARTH_CUDA_QUANT_GEMV`.
+pub fn set_quant_gemv(on: bool) {
+    QUANT_GEMV.store(on, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// `x` (`[.., k]`) times `w^T` for a block-quantized `w` (`[n, k]`) by hearth's decode GEMV, which
+/// reads Q4_K and Q6_K as stored for 1..=6 rows of `x`; `None` means candle's kernels take it.
+pub fn quant_gemv(x: &Tensor, w: &candle_core::quantized::QTensor) -> Result<Option<Tensor>> {
+    Ok(quant_gemv_many(x, &[w])?.and_then(|mut ys| ys.pop()))
+}
+
+/// [`quant_gemv`] for several weights over the same `x` (q/k/v): `x` quantized to 8 bits once, up to
+/// three weights (of any of the formats) per launch.
+pub fn quant_gemv_many(x: &Tensor, ws: &[&candle_core::quantized::QTensor]) -> Result<Option<Vec<Tensor>>> {
+    #[cfg(feature = "cuda")]
+    if let Some((flat, dims)) = quant_gemv_input(x, ws)? {
+        let mut outs = Vec::with_capacity(ws.len());
+        for chunk in ws.chunks(3) {
+            for y in cuda_kernels::quant_gemv(&flat, chunk, false)? {
+                let mut d = dims.clone();
+                d.push(y.dim(1)?);
+                outs.push(y.reshape(d)?);
+            }
+        }
+        return Ok(Some(outs));
+    }
+    let _ = (x, ws);
+    Ok(None)
+}
+
+/// silu(x gate^T) * (x up^T) in one launch for block-quantized `gate`/`up` of one shape, where
+/// [`quant_gemv`] would take them; `None` means the caller multiplies and activates itself.
+pub fn quant_swiglu(x: &Tensor, gate: &candle_core::quantized::QTensor, up: &candle_core::quantized::QTensor) -> Result<Option<Tensor>> {
+    #[cfg(feature = "cuda")]
+    if gate.shape() == up.shape() {
+        if let Some((flat, mut dims)) = quant_gemv_input(x, &[gate, up])? {
+            dims.push(gate.shape().dims2()?.0);
+            let y = cuda_kernels::quant_gemv(&flat, &[gate, up], true)?.pop();
+            return Ok(match y {
+                Some(y) => Some(y.reshape(dims)?),
+                None => None,
+            });
+        }
+    }
+    let _ = (x, gate, up);
+    Ok(None)
+}
+
+/// `x` as `[rows, k]` and its leading dims, when the k-quant GEMV is on and takes `x` with every weight.
+#[cfg(feature = "cuda")]
+fn quant_gemv_input(x: &Tensor, ws: &[&candle_core::quantized::QTensor]) -> Result<Option<(Tensor, Vec<usize>)>> {
+    let k = x.dims().last().copied().unwrap_or(0);
+    if !QUANT_GEMV.load(std::sync::atomic::Ordering::Relaxed) || !x.device().is_cuda() || k == 0 || ws.is_empty() {
+        return Ok(None);
+    }
+    let rows = x.elem_count() / k;
+    if !ws.iter().all(|w| cuda_kernels::quant_gemv_takes(w, rows, k)) {
+        return Ok(None);
+    }
+    Ok(Some((x.reshape((rows, k))?, x.dims()[..x.rank() - 1].to_vec())))
+}
+
 /// A 2-D f32 tensor's rows on the host (a step's logits), read one row at a time.
 pub struct HostRows {
     cols: usize,

@@ -12,8 +12,9 @@ use std::sync::Arc;
 enum Weight {
     /// `[out, in]` dense weight (f32/f16/bf16).
     Dense(Tensor),
-    /// Block-quantized weight on an accelerator, through candle's kernels (prompt batches through
-    /// an f16 copy and the library matmul, [`crate::device::dequant_gemm`]).
+    /// Block-quantized weight on an accelerator: decode rows over Q4_K/Q6_K through hearth's GEMV
+    /// ([`crate::device::quant_gemv`]), prompt batches through an f16 copy and the library matmul
+    /// ([`crate::device::dequant_gemm`]), the rest through candle's kernels.
     Quantized(Arc<QTensor>, QMatMul),
     /// Block-quantized weight on the CPU, read in place, multiplied with llama.cpp's numerics.
     Blocks(QuantMatrix),
@@ -148,6 +149,9 @@ impl Linear {
             })
             .collect();
         if let Some(ws) = quantized.filter(|ws| ws.len() > 1) {
+            if let Some(ys) = crate::device::quant_gemv_many(x, &ws)? {
+                return Ok(Some(ys));
+            }
             return crate::device::dequant_gemm_many(x, &ws);
         }
         let dense: Option<Vec<&Tensor>> = layers
@@ -167,13 +171,14 @@ impl Linear {
         }
     }
 
-    /// silu(gate(x)) * up(x) in one device kernel where there is one (dense bf16/f16 weights without
-    /// bias, decode-sized `x`); `None` means the caller runs the two layers and the activation.
+    /// silu(gate(x)) * up(x) in one device kernel where there is one (dense bf16/f16 or Q4_K/Q6_K weights
+    /// without bias, decode-sized `x`); `None` means the caller runs the two layers and the activation.
     pub fn forward_swiglu(gate: &Linear, up: &Linear, x: &Tensor) -> Result<Option<Tensor>> {
         match (&gate.weight, &up.weight, &gate.bias, &up.bias) {
             (Weight::Dense(g), Weight::Dense(u), None, None) if !g.device().is_cpu() && g.dtype() != x.dtype() => {
                 crate::device::dense_swiglu(x, g, u)
             }
+            (Weight::Quantized(g, _), Weight::Quantized(u, _), None, None) => crate::device::quant_swiglu(x, g, u),
             _ => Ok(None),
         }
     }
@@ -186,9 +191,13 @@ impl Linear {
     /// As [`Self::forward`], with how llama.cpp would have batched each row.
     pub fn forward_batched(&self, x: &Tensor, batching: &[crate::quant::RowBatch]) -> Result<Tensor> {
         let y = match &self.weight {
-            Weight::Quantized(w, q) => match crate::device::dequant_gemm(x, w)? {
+            Weight::Quantized(w, q) => match crate::device::quant_gemv(x, w)? {
+                // A few rows (decode): hearth's GEMV over the weight as stored.
                 Some(y) => y,
-                None => q.forward(x)?,
+                None => match crate::device::dequant_gemm(x, w)? {
+                    Some(y) => y,
+                    None => q.forward(x)?,
+                },
             },
             Weight::Blocks(m) => m.forward_batched(x, batching)?,
             // An accelerator's bf16/f16 weight with an input already in its dtype goes to the library

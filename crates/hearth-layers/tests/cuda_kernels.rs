@@ -506,3 +506,62 @@ fn silu_mul_matches_the_host_formula() {
         assert_eq!(strided, got, "{rows} x {width}: strided halves differ from packed inputs");
     }
 }
+
+/// The k-quant decode GEMV (activations quantized to 8 bits in runs of 32, llama.cpp's MMVQ numerics)
+/// for 1..=6 rows: three weights of mixed formats in one launch against candle's own quantized kernel
+/// (the same 8-bit activations; candle keeps their scales in f16, hence 2e-3) and an f64 host product of the host's
+/// dequantized weights (within the activations' 8-bit error); the SwiGLU form against the host formula
+/// over those products; a NaN in a row's input reaches every output of that row and no other. k = 768
+/// leaves lanes idle in a row's last pass, k = 4352 (17 super-blocks) gives lanes uneven counts.
+#[test]
+fn quant_gemv_matches_candle_and_a_host_product() {
+    use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
+    use candle_core::Module;
+    let gpu = hearth_layers::select_device(DeviceSpec::Cuda(0)).expect("a CUDA device");
+    let bits = |t: &Tensor| t.flatten_all().and_then(|t| t.to_vec1::<f32>()).expect("to host");
+    let rel = |a: &[f32], b: &[f64]| {
+        let err: f64 = a.iter().zip(b).map(|(a, b)| (*a as f64 - b).powi(2)).sum::<f64>().sqrt();
+        err / b.iter().map(|b| b * b).sum::<f64>().sqrt()
+    };
+    for k in [768usize, 2048, 4352] {
+        let (ns, formats) = ([40usize, 24, 9], [GgmlDType::Q4K, GgmlDType::Q6K, GgmlDType::Q4K]);
+        let qs: Vec<std::sync::Arc<QTensor>> = ns
+            .iter()
+            .zip(formats)
+            .enumerate()
+            .map(|(i, (&n, f))| {
+                let w = Tensor::from_vec(noise(n * k, 90 + i as u64 + k as u64), (n, k), &gpu).expect("w");
+                std::sync::Arc::new(QTensor::quantize(&w, f).expect("quantize"))
+            })
+            .collect();
+        let host_w: Vec<Vec<f32>> = qs.iter().map(|q| bits(&q.dequantize(&Device::Cpu).expect("dequantize"))).collect();
+        for rows in 1..=6usize {
+            let x: Vec<f32> = noise(rows * k, 7 + rows as u64).iter().map(|v| v * 3.0).collect();
+            let xt = Tensor::from_vec(x.clone(), (rows, k), &gpu).expect("x");
+            let refs: Vec<&QTensor> = qs.iter().map(|q| &**q).collect();
+            let got = hearth_layers::device::quant_gemv_many(&xt, &refs).expect("gemv").expect("a CUDA kernel");
+            for (i, (y, q)) in got.iter().zip(&qs).enumerate() {
+                assert_eq!(y.dims(), &[rows, ns[i]]);
+                let y = bits(y);
+                let candle = bits(&QMatMul::from_arc(q.clone()).expect("qmatmul").forward(&xt).expect("candle"));
+                let candle: Vec<f64> = candle.iter().map(|v| *v as f64).collect();
+                let (to_candle, to_host) = (rel(&y, &candle), rel(&y, &host_product(&x, &host_w[i], rows, ns[i], k)));
+                assert!(to_candle < 2e-3, "k {k} rows {rows} weight {i} ({:?}): {to_candle} from candle's kernel", formats[i]);
+                assert!(to_host < 1e-2, "k {k} rows {rows} weight {i} ({:?}): {to_host} from the host product", formats[i]);
+            }
+            let up = &qs[0];
+            let sw = hearth_layers::device::quant_swiglu(&xt, &qs[0], up).expect("swiglu").expect("a CUDA kernel");
+            let (sw, g) = (bits(&sw), bits(&got[0]));
+            for (a, g) in sw.iter().zip(&g) {
+                let want = *g as f64 / (1.0 + (-*g as f64).exp()) * *g as f64;
+                assert!((*a as f64 - want).abs() <= 1e-5 * (1.0 + want.abs()), "k {k} rows {rows} swiglu: {a} vs {want}");
+            }
+            let mut poisoned = x.clone();
+            poisoned[k / 2] = f32::NAN;
+            let xp = Tensor::from_vec(poisoned, (rows, k), &gpu).expect("x");
+            let yp = bits(&hearth_layers::device::quant_gemv(&xp, &qs[1]).expect("gemv").expect("a CUDA kernel"));
+            assert!(yp[..ns[1]].iter().all(|v| v.is_nan()), "k {k} rows {rows}: a NaN input row gave finite outputs");
+            assert!(yp[ns[1]..].iter().all(|v| v.is_finite()), "k {k} rows {rows}: a NaN reached another row");
+        }
+    }
+}

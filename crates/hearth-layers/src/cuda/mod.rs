@@ -8,7 +8,9 @@ use candle_core::cuda_backend::{CudaDType, CudaStorage, WrapErr};
 use candle_core::{CustomOp3, DType, Layout, Result, Shape, Storage, Tensor};
 
 mod dequant;
+mod quant_gemv;
 pub use dequant::{dequantize_f16, silu_mul};
+pub use quant_gemv::{quant_gemv, quant_gemv_takes};
 
 const DECODE_ATTENTION_PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/decode_attention.ptx"));
 

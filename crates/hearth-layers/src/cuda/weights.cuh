@@ -28,6 +28,15 @@ template <> struct Weights<__half> {
 struct block_q4_k { __half d; __half dmin; uint8_t scales[12]; uint8_t qs[128]; };
 struct block_q6_k { uint8_t ql[128]; uint8_t qh[64]; int8_t scales[16]; __half d; };
 
+// The 6-bit scale and min of Q4_K sub-block j (0..8) from a super-block's first 16 bytes (d, dmin,
+// then 12 packed scale bytes in head.y/z/w), by shifts: indexing the bytes would put `head` in local memory.
+__device__ __forceinline__ void q4k_scale_min(const uint4 head, int j, float& sc, float& m) {
+  const int shift = 8 * (j & 3);
+  const uint32_t a = (head.y >> shift) & 0xFF, b = (head.z >> shift) & 0xFF, c = (head.w >> shift) & 0xFF;
+  if (j < 4) { sc = a & 63; m = b & 63; }
+  else { sc = (c & 0xF) | ((a >> 6) << 4); m = (c >> 4) | ((b >> 6) << 4); }
+}
+
 // Values computed as the CPU dequantizes them: d * scale * q - dmin * min in f32.
 template <> struct Weights<block_q4_k> {
   struct Raw { uint4 head; uint2 qs; int v; };  // d, dmin and the packed scales; 8 nibble bytes
@@ -41,13 +50,10 @@ template <> struct Weights<block_q4_k> {
     return r;
   }
   static __device__ __forceinline__ void widen(const Raw& raw, float* out) {
-    const uint8_t* h = reinterpret_cast<const uint8_t*>(&raw.head);
-    const uint8_t* q = h + 4;  // the 12 scale bytes
     const int o = raw.v % 64, j = 2 * (raw.v / 64) + (o >= 32);
     float sc, m;
-    if (j < 4) { sc = q[j] & 63; m = q[j + 4] & 63; }
-    else { sc = (q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4); m = (q[j + 4] >> 4) | ((q[j] >> 6) << 4); }
-    const __half* dh = reinterpret_cast<const __half*>(h);
+    q4k_scale_min(raw.head, j, sc, m);
+    const __half* dh = reinterpret_cast<const __half*>(&raw.head);
     const float d = __half2float(dh[0]) * sc, dm = __half2float(dh[1]) * m;
     const int shift = o >= 32 ? 4 : 0;
     const uint8_t* qs = reinterpret_cast<const uint8_t*>(&raw.qs);

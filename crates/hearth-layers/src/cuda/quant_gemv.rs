@@ -1,0 +1,94 @@
+//! Decode-sized matmuls over k-quant weights read as stored (quant_gemv.cu): the activation rows
+//! quantized to 8 bits once, then one launch for up to three weights over them (q/k/v), or for a
+//! gate/up pair with SiLU x up.
+
+use super::{f32_rows, fresh, rows_view, DENSE_GEMV_MAX_ROWS};
+use candle_core::cuda_backend::cudarc::driver::{LaunchConfig, PushKernelArg};
+use candle_core::cuda_backend::WrapErr;
+use candle_core::quantized::{GgmlDType, QTensor};
+use candle_core::{Result, Storage, Tensor};
+
+const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/quant_gemv.ptx"));
+
+/// Values per k-quant super-block; a weight's rows must hold whole ones.
+const SUPER_BLOCK: usize = 256;
+
+/// The kernel's code for a weight format it reads (FORMAT_* in quant_gemv.cu).
+fn format_code(dtype: GgmlDType) -> Option<i32> {
+    match dtype {
+        GgmlDType::Q4K => Some(0),
+        GgmlDType::Q6K => Some(1),
+        _ => None,
+    }
+}
+
+/// Whether the kernel takes weight `w` (`[n, k]`) for an input of `rows` rows of `k` values.
+pub fn quant_gemv_takes(w: &QTensor, rows: usize, k: usize) -> bool {
+    let shape_fits = w.shape().dims2().is_ok_and(|(n, wk)| n > 0 && wk == k);
+    format_code(w.dtype()).is_some() && shape_fits && k % SUPER_BLOCK == 0 && k > 0 && (1..=DENSE_GEMV_MAX_ROWS).contains(&rows)
+}
+
+/// `x` `[rows, k]` f32 times `w^T` for up to three k-quant weights `[n_i, k]` (any mix of formats):
+/// `[rows, n_i]` f32 each, from one quantization of `x` and one launch; with `swiglu` (two weights of
+/// one shape), silu(x gate^T) * (x up^T) `[rows, n]`. The caller checked [`quant_gemv_takes`].
+pub fn quant_gemv(x: &Tensor, weights: &[&QTensor], swiglu: bool) -> Result<Vec<Tensor>> {
+    let (rows, k) = x.dims2()?;
+    let ns: Vec<usize> = weights.iter().map(|w| w.shape().dims2().map(|(n, _)| n)).collect::<Result<_>>()?;
+    if weights.is_empty() || weights.len() > 3 || (swiglu && (weights.len() != 2 || ns[0] != ns[1])) {
+        candle_core::bail!("quant gemv: {} weights (swiglu: {swiglu})", weights.len());
+    }
+    if let Some(w) = weights.iter().find(|w| !quant_gemv_takes(w, rows, k)) {
+        candle_core::bail!("quant gemv: weight {:?} {:?} for x {:?}", w.dtype(), w.shape(), x.shape());
+    }
+    let candle_core::Device::Cuda(dev) = x.device() else { candle_core::bail!("quant gemv: x must live on the CUDA device") };
+    let x = f32_rows(x)?;
+    let (storage, layout) = x.storage_and_layout();
+    let Storage::Cuda(storage) = &*storage else { candle_core::bail!("quant gemv: x must live on the CUDA device") };
+    let (xs, stride) = rows_view(storage, layout, "quant gemv: x")?;
+    let runs = k / 32;
+    // SAFETY: quantize_q8 writes all rows * k values and rows * runs scale pairs before the GEMV reads them.
+    let (mut xq, mut xds) = unsafe { (dev.alloc::<u8>(rows * k)?, dev.alloc::<f32>(rows * runs * 2)?) };
+    let quantize = dev.get_or_load_custom_func("quantize_q8", "hearth_quant_gemv", PTX)?;
+    let warps = rows * runs;
+    let cfg = LaunchConfig { grid_dim: (warps.div_ceil(8) as u32, 1, 1), block_dim: (256, 1, 1), shared_mem_bytes: 0 };
+    let (rows_i, k_i, stride_i) = (rows as i32, k as i32, stride as i64);
+    let mut b = quantize.builder();
+    b.arg(&xs).arg(&mut xq).arg(&mut xds).arg(&rows_i).arg(&k_i).arg(&stride_i);
+    // SAFETY: argument order and types match quantize_q8; `xs` spans rows at `stride`, k values each.
+    unsafe { b.launch(cfg) }.w()?;
+
+    let stream = dev.cuda_stream();
+    let ptrs: Vec<_> = weights.iter().map(|w| w.device_ptr_with_guard(&stream)).collect::<Result<_>>()?;
+    let ptr = |i: usize| ptrs.get(i).unwrap_or(&ptrs[0]).0 as u64;
+    let code = |i: usize| weights.get(i).and_then(|w| format_code(w.dtype())).unwrap_or(0);
+    let total = if swiglu { ns[0] } else { ns.iter().sum() };
+    // SAFETY: the kernel writes every one of the rows * total outputs.
+    let mut out = unsafe { dev.alloc::<f32>(rows * total)? };
+    let kind = if swiglu { "quant_swiglu" } else { "quant_gemv" };
+    let func = dev.get_or_load_custom_func(&format!("{kind}_{rows}"), "hearth_quant_gemv", PTX)?;
+    // One warp per output row (a gate/up pair in the SwiGLU form), four warps per block.
+    let cfg = LaunchConfig { grid_dim: (total.div_ceil(4) as u32, 1, 1), block_dim: (128, 1, 1), shared_mem_bytes: 0 };
+    let n_at = |i: usize| ns.get(i).copied().unwrap_or(0) as i32;
+    let (w0, w1, w2, f0, f1, f2, n0, n1, n2) = (ptr(0), ptr(1), ptr(2), code(0), code(1), code(2), n_at(0), n_at(1), n_at(2));
+    let mut b = func.builder();
+    if swiglu {
+        b.arg(&xq).arg(&xds).arg(&w0).arg(&w1).arg(&f0).arg(&f1).arg(&mut out).arg(&n0).arg(&k_i);
+    } else {
+        b.arg(&xq).arg(&xds).arg(&w0).arg(&w1).arg(&w2).arg(&f0).arg(&f1).arg(&f2).arg(&mut out).arg(&n0).arg(&n1).arg(&n2).arg(&k_i);
+    }
+    // SAFETY: argument order and types match quant_gemv.cu (weights passed as their addresses, alive
+    // while `ptrs` holds their guards); formats and shapes were checked above.
+    unsafe { b.launch(cfg) }.w()?;
+    drop(ptrs);
+    let flat = fresh(out, dev, &[rows * total]);
+    if swiglu {
+        return Ok(vec![flat.reshape((rows, total))?]);
+    }
+    let mut at = 0;
+    let mut outs = Vec::with_capacity(ns.len());
+    for n in ns {
+        outs.push(flat.narrow(0, at, rows * n)?.reshape((rows, n))?);
+        at += rows * n;
+    }
+    Ok(outs)
+}
