@@ -343,7 +343,7 @@ fn quant_gemv_input(x: &Tensor, ws: &[&candle_core::quantized::QTensor]) -> Resu
         return Ok(None);
     }
     let rows = x.elem_count() / k;
-    if !ws.iter().all(|w| cuda_kernels::quant_gemv_takes(w, rows, k)) {
+    if !ws.iter().all(|w| w.device().is_cuda() && cuda_kernels::quant_gemv_takes(w, rows, k)) {
         return Ok(None);
     }
     Ok(Some((x.reshape((rows, k))?, x.dims()[..x.rank() - 1].to_vec())))

@@ -6,34 +6,67 @@
 #include "convert.cuh"
 #define THREADS 256
 
-template <typename O>
+// Block-wide sum of one value per thread.
+__device__ __forceinline__ float block_sum(float v) {
+  __shared__ float part[THREADS / 32];
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffff, v, o);
+  if (threadIdx.x % 32 == 0) part[threadIdx.x / 32] = v;
+  __syncthreads();
+  float total = 0.f;
+#pragma unroll
+  for (int i = 0; i < THREADS / 32; i++) total += part[i];
+  return total;
+}
+
+// PER > 0: rows of up to PER * THREADS values, each thread's x, r and w loaded into registers at once
+// (one memory round trip before the reduction instead of one before it and one after for w). PER = 0:
+// any length, in loops.
+template <typename O, int PER>
 __device__ void add_rms_norm(const float* __restrict__ x, const float* __restrict__ r, const float* __restrict__ w,
                              float* __restrict__ sum, O* __restrict__ out, int dim, float eps) {
   const size_t base = (size_t)blockIdx.x * dim;
   float sq = 0.f;
+  if (PER > 0) {
+    float s[PER > 0 ? PER : 1], wv[PER > 0 ? PER : 1];
+#pragma unroll
+    for (int j = 0; j < PER; j++) {
+      const int i = threadIdx.x + j * THREADS;
+      s[j] = i < dim ? x[base + i] + r[base + i] : 0.f;
+      wv[j] = i < dim ? w[i] : 0.f;
+    }
+#pragma unroll
+    for (int j = 0; j < PER; j++) {
+      const int i = threadIdx.x + j * THREADS;
+      if (i < dim) sum[base + i] = s[j];
+      sq += s[j] * s[j];
+    }
+    const float scale = rsqrtf(block_sum(sq) / dim + eps);
+#pragma unroll
+    for (int j = 0; j < PER; j++) {
+      const int i = threadIdx.x + j * THREADS;
+      if (i < dim) put(out + base + i, s[j] * scale * wv[j]);
+    }
+    return;
+  }
   for (int i = threadIdx.x; i < dim; i += THREADS) {
     const float s = x[base + i] + r[base + i];
     sum[base + i] = s;
     sq += s * s;
   }
-  __shared__ float part[THREADS / 32];
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) sq += __shfl_xor_sync(0xffffffff, sq, o);
-  if (threadIdx.x % 32 == 0) part[threadIdx.x / 32] = sq;
-  __syncthreads();
-  float total = 0.f;
-#pragma unroll
-  for (int i = 0; i < THREADS / 32; i++) total += part[i];
-  const float scale = rsqrtf(total / dim + eps);
+  const float scale = rsqrtf(block_sum(sq) / dim + eps);
   // Each thread reads back only the sums it wrote itself, so no barrier is needed for them.
   for (int i = threadIdx.x; i < dim; i += THREADS) put(out + base + i, sum[base + i] * scale * w[i]);
 }
 
-#define ADD_RMS_NORM(NAME, O)                                                                              \
-  extern "C" __global__ void __launch_bounds__(THREADS) NAME(const float* x, const float* r, const float* w, \
-                                                             float* sum, O* out, int dim, float eps) {       \
-    add_rms_norm<O>(x, r, w, sum, out, dim, eps);                                                          \
+// Entry points add_rms_norm[_f16|_bf16]_PER, PER as in add_rms_norm (cuda/mod.rs picks the smallest that fits).
+#define ADD_RMS_NORM(NAME, O, PER)                                                                         \
+  extern "C" __global__ void __launch_bounds__(THREADS) NAME##_##PER(const float* x, const float* r, const float* w, \
+                                                                     float* sum, O* out, int dim, float eps) { \
+    add_rms_norm<O, PER>(x, r, w, sum, out, dim, eps);                                                      \
   }
-ADD_RMS_NORM(add_rms_norm, float)
-ADD_RMS_NORM(add_rms_norm_f16, __half)
-ADD_RMS_NORM(add_rms_norm_bf16, __nv_bfloat16)
+#define ADD_RMS_NORM_ALL(NAME, O) \
+  ADD_RMS_NORM(NAME, O, 0) ADD_RMS_NORM(NAME, O, 4) ADD_RMS_NORM(NAME, O, 8) ADD_RMS_NORM(NAME, O, 16) ADD_RMS_NORM(NAME, O, 32)
+ADD_RMS_NORM_ALL(add_rms_norm, float)
+ADD_RMS_NORM_ALL(add_rms_norm_f16, __half)
+ADD_RMS_NORM_ALL(add_rms_norm_bf16, __nv_bfloat16)

@@ -494,10 +494,13 @@ pub fn add_rms_norm(x: &Tensor, r: &Tensor, w: &Tensor, eps: f32, out: DType) ->
     let mut sums = unsafe { dev.alloc::<f32>(n)? };
     let cfg = LaunchConfig { grid_dim: ((n / dim) as u32, 1, 1), block_dim: (256, 1, 1), shared_mem_bytes: 0 };
     let d = dim as i32;
+    // Values a thread holds in registers (add_norm.cu's PER): the fewest that cover a row; 0, for rows
+    // longer than 32 * 256, loops instead.
+    let per = [4usize, 8, 16, 32].into_iter().find(|p| dim <= p * 256).unwrap_or(0);
     macro_rules! launch {
         ($ty:ty, $name:literal) => {{
             let mut normed = unsafe { dev.alloc::<$ty>(n)? };
-            let func = dev.get_or_load_custom_func($name, "hearth_add_norm", ADD_NORM_PTX)?;
+            let func = dev.get_or_load_custom_func(&format!(concat!($name, "_{}"), per), "hearth_add_norm", ADD_NORM_PTX)?;
             let mut b = func.builder();
             b.arg(&xv).arg(&rv).arg(&wv).arg(&mut sums).arg(&mut normed).arg(&d).arg(&eps);
             // SAFETY: argument order and types match add_norm.cu; shapes were checked above.

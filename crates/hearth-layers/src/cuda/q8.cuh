@@ -1,0 +1,26 @@
+// Activation rows quantized to 8 bits for the k-quant GEMV (quant_gemv.cu), in runs of 32 values: q =
+// round(v / d) with d = max |v| / 127, and per run d and d * sum q (the values' sum as the integer dot
+// products see it). A row of k values is its k int8 values, then one float2 (d, d * sum q) per run:
+// k + k / 4 bytes (k a multiple of 32), written by quantize_q8 (quant_gemv.cu).
+#pragma once
+#include <stdint.h>
+
+__device__ __forceinline__ size_t q8_row_bytes(int k) { return (size_t)k + (size_t)(k / 4); }
+
+// The calling warp's 32 lanes quantize run `run` of a row (lane l holds value run * 32 + l). A run
+// holding NaN/inf gets a NaN scale, so the products that read it are NaN too (the host's checks on the
+// logits see them) rather than silently finite.
+__device__ __forceinline__ void q8_store_run(float v, int8_t* row, int k, int run) {
+  const int lane = threadIdx.x & 31;
+  float amax = fabsf(v);
+#pragma unroll
+  for (int off = 16; off > 0; off >>= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffff, amax, off));
+  const bool finite = __all_sync(0xffffffff, isfinite(v));
+  const float d = finite ? amax / 127.f : __int_as_float(0x7fc00000);
+  const int qi = (finite && amax > 0.f) ? __float2int_rn(v / d) : 0;
+  int sum = qi;
+#pragma unroll
+  for (int off = 16; off > 0; off >>= 1) sum += __shfl_xor_sync(0xffffffff, sum, off);
+  row[run * 32 + lane] = (int8_t)qi;
+  if (lane == 0) reinterpret_cast<float2*>(row + k)[run] = make_float2(d, d * (float)sum);
+}
