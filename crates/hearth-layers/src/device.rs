@@ -293,7 +293,7 @@ pub fn set_quant_gemv(on: bool) {
 }
 
 /// `x` (`[.., k]`) times `w^T` for a block-quantized `w` (`[n, k]`) by hearth's decode GEMV, which
-/// reads Q4_K and Q6_K as stored for 1..=6 rows of `x`; `None` means candle's kernels take it.
+/// reads Q4_K and Q6_K as stored for 1..=8 rows of `x`; `None` means candle's kernels take it.
 pub fn quant_gemv(x: &Tensor, w: &candle_core::quantized::QTensor) -> Result<Option<Tensor>> {
     Ok(quant_gemv_many(x, &[w])?.and_then(|mut ys| ys.pop()))
 }

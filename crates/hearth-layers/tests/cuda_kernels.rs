@@ -509,7 +509,7 @@ fn silu_mul_matches_the_host_formula() {
 }
 
 /// The k-quant decode GEMV (activations quantized to 8 bits in runs of 32, llama.cpp's MMVQ numerics)
-/// for 1..=6 rows: three weights of mixed formats in one launch against candle's own quantized kernel
+/// for 1..=8 rows: three weights of mixed formats in one launch against candle's own quantized kernel
 /// (the same 8-bit activations; candle keeps their scales in f16, hence 2e-3) and an f64 host product of the host's
 /// dequantized weights (within the activations' 8-bit error); the SwiGLU form against the host formula
 /// over those products; a NaN in a row's input reaches every output of that row and no other. k = 768
@@ -536,7 +536,7 @@ fn quant_gemv_matches_candle_and_a_host_product() {
             })
             .collect();
         let host_w: Vec<Vec<f32>> = qs.iter().map(|q| bits(&q.dequantize(&Device::Cpu).expect("dequantize"))).collect();
-        for rows in 1..=6usize {
+        for rows in 1..=8usize {
             let x: Vec<f32> = noise(rows * k, 7 + rows as u64).iter().map(|v| v * 3.0).collect();
             let xt = Tensor::from_vec(x.clone(), (rows, k), &gpu).expect("x");
             let refs: Vec<&QTensor> = qs.iter().map(|q| &**q).collect();

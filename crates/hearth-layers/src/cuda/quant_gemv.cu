@@ -265,4 +265,4 @@ __device__ void quant_swiglu(const int8_t* x, const uint8_t* gate, const uint8_t
     quant_swiglu<B>(x, gate, up, fg, fu, y, n, k, wpr);                                                  \
   }
 
-QUANT_GEMV(1) QUANT_GEMV(2) QUANT_GEMV(3) QUANT_GEMV(4) QUANT_GEMV(5) QUANT_GEMV(6)
+QUANT_GEMV(1) QUANT_GEMV(2) QUANT_GEMV(3) QUANT_GEMV(4) QUANT_GEMV(5) QUANT_GEMV(6) QUANT_GEMV(7) QUANT_GEMV(8)

@@ -2,7 +2,7 @@
 //! quantized to 8 bits once, then one launch for up to three weights over them (q/k/v), or for a
 //! gate/up pair with SiLU x up.
 
-use super::{f32_rows, fresh, rows_view, DENSE_GEMV_MAX_ROWS};
+use super::{f32_rows, fresh, rows_view};
 use candle_core::cuda_backend::cudarc::driver::{LaunchConfig, PushKernelArg};
 use candle_core::cuda_backend::WrapErr;
 use candle_core::quantized::{GgmlDType, QTensor};
@@ -12,6 +12,10 @@ const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/quant_gemv.ptx"));
 
 /// Values per k-quant super-block; a weight's rows must hold whole ones.
 const SUPER_BLOCK: usize = 256;
+
+/// Activation rows the GEMV serves (its entry points quant_gemv_1..8); more go to candle's matmul, or
+/// from DEQUANT_GEMM_ROWS to cuBLAS over an f16 copy. candle's MMVQ also stops at 8.
+pub const QUANT_GEMV_MAX_ROWS: usize = 8;
 
 /// Warps a block of the GEMV (WARPS in quant_gemv.cu).
 const WARPS: usize = 4;
@@ -33,7 +37,7 @@ fn q8_row_bytes(k: usize) -> usize {
 /// Whether the kernel takes weight `w` (`[n, k]`) for an input of `rows` rows of `k` values.
 pub fn quant_gemv_takes(w: &QTensor, rows: usize, k: usize) -> bool {
     let shape_fits = w.shape().dims2().is_ok_and(|(n, wk)| n > 0 && wk == k);
-    format_code(w.dtype()).is_some() && shape_fits && k % SUPER_BLOCK == 0 && k > 0 && (1..=DENSE_GEMV_MAX_ROWS).contains(&rows)
+    format_code(w.dtype()).is_some() && shape_fits && k % SUPER_BLOCK == 0 && k > 0 && (1..=QUANT_GEMV_MAX_ROWS).contains(&rows)
 }
 
 /// `x` `[rows, k]` f32 times `w^T` for up to three k-quant weights `[n_i, k]` (any mix of formats):
