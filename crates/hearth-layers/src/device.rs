@@ -231,18 +231,25 @@ pub fn dense_gemv(x: &Tensor, w: &Tensor) -> Result<Option<Tensor>> {
 pub fn dense_gemv_many(x: &Tensor, ws: &[&Tensor]) -> Result<Option<Vec<Tensor>>> {
     #[cfg(feature = "cuda")]
     if let Some((flat, dims)) = gemv_input(x, ws)? {
-        let mut outs = Vec::with_capacity(ws.len());
-        for chunk in ws.chunks(3) {
-            for y in cuda_kernels::dense_gemv_many(&flat, chunk)? {
-                let mut d = dims.clone();
-                d.push(y.dim(1)?);
-                outs.push(y.reshape(d)?);
-            }
-        }
-        return Ok(Some(outs));
+        return Ok(Some(by_threes(ws, &dims, |chunk| cuda_kernels::dense_gemv_many(&flat, chunk))?));
     }
     let _ = (x, ws);
     Ok(None)
+}
+
+/// A GEMV's products for weights `ws` taken three to a launch (`launch` gives `[rows, n]` per weight),
+/// each reshaped to the input's leading `dims` and its own width.
+#[cfg(feature = "cuda")]
+fn by_threes<W>(ws: &[W], dims: &[usize], mut launch: impl FnMut(&[W]) -> candle_core::Result<Vec<Tensor>>) -> Result<Vec<Tensor>> {
+    let mut outs = Vec::with_capacity(ws.len());
+    for chunk in ws.chunks(3) {
+        for y in launch(chunk)? {
+            let mut d = dims.to_vec();
+            d.push(y.dim(1)?);
+            outs.push(y.reshape(d)?);
+        }
+    }
+    Ok(outs)
 }
 
 /// silu(x gate^T) * (x up^T) in one kernel for bf16/f16 `gate`/`up` (`[n, k]`) and a few f32 rows
@@ -303,15 +310,7 @@ pub fn quant_gemv(x: &Tensor, w: &candle_core::quantized::QTensor) -> Result<Opt
 pub fn quant_gemv_many(x: &Tensor, ws: &[&candle_core::quantized::QTensor]) -> Result<Option<Vec<Tensor>>> {
     #[cfg(feature = "cuda")]
     if let Some((flat, dims)) = quant_gemv_input(x, ws)? {
-        let mut outs = Vec::with_capacity(ws.len());
-        for chunk in ws.chunks(3) {
-            for y in cuda_kernels::quant_gemv(&flat, chunk, false)? {
-                let mut d = dims.clone();
-                d.push(y.dim(1)?);
-                outs.push(y.reshape(d)?);
-            }
-        }
-        return Ok(Some(outs));
+        return Ok(Some(by_threes(ws, &dims, |chunk| cuda_kernels::quant_gemv(&flat, chunk, false))?));
     }
     let _ = (x, ws);
     Ok(None)
