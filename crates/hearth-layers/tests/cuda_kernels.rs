@@ -513,7 +513,8 @@ fn silu_mul_matches_the_host_formula() {
 /// (the same 8-bit activations; candle keeps their scales in f16, hence 2e-3) and an f64 host product of the host's
 /// dequantized weights (within the activations' 8-bit error); the SwiGLU form against the host formula
 /// over those products; a NaN in a row's input reaches every output of that row and no other. k = 768
-/// leaves lanes idle in a row's last pass, k = 4352 (17 super-blocks) gives lanes uneven counts.
+/// leaves lanes idle in a row's last pass; k = 4352 (17 super-blocks, two warps a row), 6400 (25, two)
+/// and 8448 (33, four) give lanes uneven counts.
 #[test]
 fn quant_gemv_matches_candle_and_a_host_product() {
     use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
@@ -524,7 +525,7 @@ fn quant_gemv_matches_candle_and_a_host_product() {
         let err: f64 = a.iter().zip(b).map(|(a, b)| (*a as f64 - b).powi(2)).sum::<f64>().sqrt();
         err / b.iter().map(|b| b * b).sum::<f64>().sqrt()
     };
-    for k in [768usize, 2048, 4352] {
+    for k in [768usize, 2048, 4352, 6400, 8448] {
         let (ns, formats) = ([40usize, 24, 9], [GgmlDType::Q4K, GgmlDType::Q6K, GgmlDType::Q4K]);
         let qs: Vec<std::sync::Arc<QTensor>> = ns
             .iter()

@@ -69,9 +69,14 @@ pub fn quant_gemv(x: &Tensor, weights: &[&QTensor], swiglu: bool) -> Result<Vec<
     let kind = if swiglu { "quant_swiglu" } else { "quant_gemv" };
     let func = dev.get_or_load_custom_func(&format!("{kind}_{rows}"), "hearth_quant_gemv", PTX)?;
     // One warp per output row (a gate/up pair in the SwiGLU form), four warps per block; a row of more
-    // than 2048 values takes two or four warps, so each lane still has 2 chunks of 32 values or fewer:
-    // one warp per 8192-value row read the 1B shape's down projection at 0.7 TB/s (H100, ncu).
-    let wpr = (k / 2048).clamp(1, WARPS);
+    // than 2048 values takes two warps, of more than 4096 four (a divisor of the block's warps, so a
+    // row's warps share a block), so a lane has about 2 chunks of 32 values: one warp per 8192-value
+    // row read the 1B shape's down projection at 0.7 TB/s (H100, ncu).
+    let wpr = match k {
+        0..=2048 => 1,
+        2049..=4096 => 2,
+        _ => WARPS,
+    };
     let cfg = LaunchConfig { grid_dim: ((total * wpr).div_ceil(WARPS) as u32, 1, 1), block_dim: (32 * WARPS as u32, 1, 1), shared_mem_bytes: 0 };
     let wpr_i = wpr as i32;
     let n_at = |i: usize| ns.get(i).copied().unwrap_or(0) as i32;
