@@ -17,8 +17,6 @@ fn main() {
     let out = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
     let nvcc = std::env::var("CUDA_HOME").map(|h| PathBuf::from(h).join("bin/nvcc")).unwrap_or_else(|_| "nvcc".into());
     let cap = std::env::var("CUDA_COMPUTE_CAP").unwrap_or_else(|_| "80".into());
-    // The launcher starts kernels early only where the PTX has `griddepcontrol` (cuda/launch.rs).
-    println!("cargo:rustc-env=HEARTH_CUDA_PTX_CAP={cap}");
     for kernel in KERNELS {
         let src = format!("src/cuda/{kernel}.cu");
         let ptx = out.join(format!("{kernel}.ptx"));

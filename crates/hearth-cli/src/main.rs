@@ -81,10 +81,6 @@ fn main() -> ExitCode {
         // Decode rows over Q4_K/Q6_K weights through candle's kernels instead of hearth's (comparisons).
         hearth_layers::device::set_quant_gemv(false);
     }
-    if std::env::var("HEARTH_CUDA_OVERLAP").is_ok_and(|v| v == "0") {
-        // Each kernel waits for the previous one to end before it starts (comparisons).
-        hearth_layers::device::set_kernel_overlap(false);
-    }
     if let Ok(rows) = std::env::var("HEARTH_CUDA_DEQUANT_ROWS") {
         // From how many rows quantized matmuls on CUDA widen the weight to f16 for cuBLAS (comparisons).
         match rows.parse::<usize>() {

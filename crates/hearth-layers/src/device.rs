@@ -291,15 +291,6 @@ fn gemv_input(x: &Tensor, ws: &[&Tensor]) -> Result<Option<(Tensor, Vec<usize>)>
     Ok(Some((flat, dims)))
 }
 
-/// Lets hearth's CUDA kernels start while the kernel before them finishes (programmatic dependent
-/// launch, on GPUs and PTX of compute capability 9.0 and later; on by default). Off is for
-/// comparisons; the binary reads it from `HEARTH_CUDA_OVERLAP`.
-pub fn set_kernel_overlap(on: bool) {
-    #[cfg(feature = "cuda")]
-    cuda_kernels::set_overlap(on);
-    let _ = on;
-}
-
 static QUANT_GEMV: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
 
 /// Turns hearth's k-quant decode GEMV on or off (off: candle's kernels take those calls), for

@@ -4,7 +4,6 @@
 // h is written in f32, or in the bf16/f16 of the matmul that reads it next (rounded as a separate cast
 // kernel would round it, one launch fewer).
 #include "convert.cuh"
-#include "pdl.cuh"
 #define THREADS 256
 
 // Block-wide sum of one value per thread.
@@ -26,19 +25,15 @@ __device__ __forceinline__ float block_sum(float v) {
 template <typename O, int PER>
 __device__ void add_rms_norm(const float* __restrict__ x, const float* __restrict__ r, const float* __restrict__ w,
                              float* __restrict__ sum, O* __restrict__ out, int dim, float eps) {
-  pdl_launch_dependents();
   const size_t base = (size_t)blockIdx.x * dim;
   float sq = 0.f;
   if (PER > 0) {
     float s[PER > 0 ? PER : 1], wv[PER > 0 ? PER : 1];
-    // The norm's weights never change: loaded while the kernel writing x finishes.
-#pragma unroll
-    for (int j = 0; j < PER; j++) wv[j] = threadIdx.x + j * THREADS < dim ? w[threadIdx.x + j * THREADS] : 0.f;
-    pdl_wait();
 #pragma unroll
     for (int j = 0; j < PER; j++) {
       const int i = threadIdx.x + j * THREADS;
       s[j] = i < dim ? x[base + i] + r[base + i] : 0.f;
+      wv[j] = i < dim ? w[i] : 0.f;
     }
 #pragma unroll
     for (int j = 0; j < PER; j++) {
@@ -54,7 +49,6 @@ __device__ void add_rms_norm(const float* __restrict__ x, const float* __restric
     }
     return;
   }
-  pdl_wait();
   for (int i = threadIdx.x; i < dim; i += THREADS) {
     const float s = x[base + i] + r[base + i];
     sum[base + i] = s;

@@ -8,7 +8,6 @@
 // K/V rows are read in place from the paged cache through the slot list, so no gather copy is made.
 #include <math.h>
 #include "convert.cuh"
-#include "pdl.cuh"
 
 #define WARPS 4
 #define MAX_HEAD_DIM 256
@@ -289,7 +288,6 @@ __device__ void decode_attention(
 // Merges the splits' partial softmax results of one (sequence, head) row: block per row, thread per dim.
 extern "C" __global__ void decode_attention_merge(const float* __restrict__ parts, void* __restrict__ out, int head_dim, int splits,
                                                   int out_kind) {
-  pdl_start();
   const size_t row = blockIdx.x;
   const float* p = parts + row * splits * (head_dim + 2);
   float top = -INFINITY;
@@ -316,7 +314,6 @@ extern "C" __global__ void decode_attention_merge(const float* __restrict__ part
       const float* q, const T* k, const T* v, const unsigned* slots, const unsigned* offsets,     \
       void* out, int n_heads, int n_kv_heads, int head_dim, float scale, float softcap, int splits,  \
       int out_kind) {                                                                              \
-    pdl_start();                                                                                   \
     decode_attention<T, LPK, NV>(q, k, v, slots, offsets, out, n_heads, n_kv_heads, head_dim, scale, softcap, splits, out_kind); \
   }
 #define DECODE_ATTENTION_LAYOUTS(SUFFIX, T)                  \

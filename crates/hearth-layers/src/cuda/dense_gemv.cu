@@ -13,7 +13,6 @@
 #define STEP (32 * 8)
 
 #include "weights.cuh"
-#include "pdl.cuh"
 
 // acc[b] += x[b, i..i+8] . w[i..i+8] (w already widened).
 template <int B>
@@ -43,7 +42,6 @@ __device__ __forceinline__ void warp_dots(const float* __restrict__ x, const T* 
     for (int r = 0; r < R; r++)
 #pragma unroll
       for (int u = 0; u < UNROLL; u++) raw[r][u] = Weights<T>::load(rows[r], i + u * STEP);
-    pdl_wait();  // the first weight loads are in flight while the kernel writing x finishes
 #pragma unroll
     for (int u = 0; u < UNROLL; u++)
 #pragma unroll
@@ -53,19 +51,13 @@ __device__ __forceinline__ void warp_dots(const float* __restrict__ x, const T* 
         accumulate<B>(x, k, i + u * STEP, wf, acc[r]);
       }
   }
-  for (; i < k; i += STEP) {
-    typename Weights<T>::Raw raw[R];
-#pragma unroll
-    for (int r = 0; r < R; r++) raw[r] = Weights<T>::load(rows[r], i);
-    pdl_wait();
+  for (; i < k; i += STEP)
 #pragma unroll
     for (int r = 0; r < R; r++) {
       float wf[8];
-      Weights<T>::widen(raw[r], wf);
+      Weights<T>::widen(Weights<T>::load(rows[r], i), wf);
       accumulate<B>(x, k, i, wf, acc[r]);
     }
-  }
-  pdl_wait();  // at once if a loop waited; the caller writes y, which an earlier kernel may still read
 #pragma unroll
   for (int r = 0; r < R; r++)
 #pragma unroll
@@ -78,13 +70,12 @@ __device__ __forceinline__ void warp_dots(const float* __restrict__ x, const T* 
 template <typename T, int B>
 __device__ void dense_gemv(const float* __restrict__ x, const T* w0, const T* w1, const T* w2, float* __restrict__ y,
                            int n0, int n1, int n2, int k) {
-  pdl_launch_dependents();
   int row = (blockIdx.x * blockDim.x + threadIdx.x) >> 5;
   const T* w = w0;
   int n = n0;
   if (row >= n0) { row -= n0; w = w1; n = n1; y += (size_t)B * n0;
     if (row >= n1) { row -= n1; w = w2; n = n2; y += (size_t)B * n1; } }
-  if (row >= n) { pdl_wait(); return; }
+  if (row >= n) return;
   const T* rows[1] = {Weights<T>::row(w, row, k)};
   float acc[1][B];
   warp_dots<T, B, 1>(x, rows, k, acc);
@@ -96,9 +87,8 @@ __device__ void dense_gemv(const float* __restrict__ x, const T* w0, const T* w1
 // y[b, n] = silu(x . gate[n]) * (x . up[n]), silu(g) = g / (1 + exp(-g)) as candle computes it.
 template <typename T, int B>
 __device__ void dense_swiglu(const float* __restrict__ x, const T* gate, const T* up, float* __restrict__ y, int n, int k) {
-  pdl_launch_dependents();
   const int row = (blockIdx.x * blockDim.x + threadIdx.x) >> 5;
-  if (row >= n) { pdl_wait(); return; }
+  if (row >= n) return;
   const T* rows[2] = {Weights<T>::row(gate, row, k), Weights<T>::row(up, row, k)};
   float acc[2][B];
   warp_dots<T, B, 2>(x, rows, k, acc);

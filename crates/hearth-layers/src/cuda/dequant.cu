@@ -3,7 +3,6 @@
 // of a 44 ms prompt): here one warp takes a 256-value super-block, each lane 8 consecutive values
 // (widened as the decode GEMV widens them, weights.cuh) written as one 16-byte store.
 #include "weights.cuh"
-#include "pdl.cuh"
 
 #define WARPS 8
 
@@ -11,15 +10,11 @@ struct __align__(16) half8 { __half2 v[4]; };
 
 template <typename T>
 __device__ void dequant_f16(const T* __restrict__ src, half8* __restrict__ dst, long long blocks) {
-  pdl_launch_dependents();
   const long long b = (long long)blockIdx.x * WARPS + threadIdx.x / 32;
-  if (b >= blocks) { pdl_wait(); return; }
+  if (b >= blocks) return;
   const int lane = threadIdx.x % 32;
   float f[8];
-  const auto raw = Weights<T>::load(src + b, lane * 8);
-  // The weights never change; dst may be memory an earlier kernel still reads.
-  pdl_wait();
-  Weights<T>::widen(raw, f);
+  Weights<T>::widen(Weights<T>::load(src + b, lane * 8), f);
   half8 out;
 #pragma unroll
   for (int j = 0; j < 4; j++) out.v[j] = __floats2half2_rn(f[2 * j], f[2 * j + 1]);

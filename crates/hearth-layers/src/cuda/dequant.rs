@@ -1,10 +1,10 @@
 //! Block-quantized weights widened to f16 on the device (prompt-sized matmuls then run on cuBLAS),
 //! and the SiLU-gated product for prompt rows: see dequant.cu and silu_mul.cu.
 
-use super::{f32_rows, fresh, rows_view, Launch};
+use super::{f32_rows, fresh, rows_view};
 use candle_core::backend::BackendStorage;
-use candle_core::cuda_backend::cudarc::driver::LaunchConfig;
-use candle_core::cuda_backend::CudaStorage;
+use candle_core::cuda_backend::cudarc::driver::{LaunchConfig, PushKernelArg};
+use candle_core::cuda_backend::{CudaStorage, WrapErr};
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{DType, Device, Layout, Result, Shape, Tensor};
 
@@ -35,11 +35,11 @@ pub fn dequantize_f16(w: &QTensor, device: &Device) -> Result<Tensor> {
     let func = dev.get_or_load_custom_func(kernel, "hearth_dequant", DEQUANT_PTX)?;
     let cfg = LaunchConfig { grid_dim: (blocks.div_ceil(WARPS) as u32, 1, 1), block_dim: ((WARPS * 32) as u32, 1, 1), shared_mem_bytes: 0 };
     let (src, count) = (src as u64, blocks as i64);
-    let mut b = Launch::new(&func, &dev);
+    let mut b = func.builder();
     b.arg(&src).arg(&mut out).arg(&count);
     // SAFETY: argument order and types match dequant.cu (the source pointer passed as its address);
     // `w` holds `blocks` super-blocks of the kernel's format, alive while `_guard` is.
-    unsafe { b.launch(cfg) }?;
+    unsafe { b.launch(cfg) }.w()?;
     Ok(fresh(out, dev, w.shape().dims()))
 }
 
@@ -72,10 +72,10 @@ impl candle_core::CustomOp2 for SiluMul {
                 // SAFETY: the grid-stride loop writes all n values.
                 let mut out = unsafe { dev.alloc::<$ty>(n)? };
                 let func = dev.get_or_load_custom_func($name, "hearth_silu_mul", SILU_MUL_PTX)?;
-                let mut b = Launch::new(&func, &dev);
+                let mut b = func.builder();
                 b.arg(&gs).arg(&us).arg(&mut out).arg(&count).arg(&width).arg(&g_stride).arg(&u_stride);
                 // SAFETY: argument order and types match silu_mul.cu; the shapes were checked above.
-                unsafe { b.launch(cfg) }?;
+                unsafe { b.launch(cfg) }.w()?;
                 CudaStorage::wrap_cuda_slice(out, dev.clone())
             }};
         }

@@ -4,12 +4,10 @@
 // apart (V as a column range of the q/k/v matmul output is read in place). Replaces one copy kernel per sequence and per
 // run of consecutive slots (and, since, a second launch for V).
 #include "convert.cuh"
-#include "pdl.cuh"
 
 template <typename T>
 __device__ void kv_write(const float* __restrict__ k_rows, const float* __restrict__ v_rows, const unsigned* __restrict__ slots,
                          T* __restrict__ k_cache, T* __restrict__ v_cache, int width, long long k_stride, long long v_stride) {
-  pdl_start();
   const float* src = blockIdx.y == 0 ? k_rows + (size_t)blockIdx.x * k_stride : v_rows + (size_t)blockIdx.x * v_stride;
   T* dst = (blockIdx.y == 0 ? k_cache : v_cache) + (size_t)slots[blockIdx.x] * width;
   for (int i = threadIdx.x; i < width; i += blockDim.x) put(dst + i, src[i]);

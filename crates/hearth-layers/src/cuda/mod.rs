@@ -3,15 +3,12 @@
 
 use crate::attention::AttentionParams;
 use candle_core::backend::BackendStorage;
-use candle_core::cuda_backend::cudarc::driver::{CudaView, LaunchConfig};
-use candle_core::cuda_backend::{CudaDType, CudaStorage};
+use candle_core::cuda_backend::cudarc::driver::{CudaView, LaunchConfig, PushKernelArg};
+use candle_core::cuda_backend::{CudaDType, CudaStorage, WrapErr};
 use candle_core::{CustomOp3, DType, Layout, Result, Shape, Storage, Tensor};
 
 mod dequant;
-mod launch;
 mod quant_gemv;
-use launch::Launch;
-pub use launch::set_overlap;
 pub use dequant::{dequantize_f16, silu_mul};
 pub use quant_gemv::{quant_gemv, quant_gemv_takes};
 
@@ -139,7 +136,7 @@ impl CustomOp3 for DecodeAttention {
                         let func = dev.get_or_load_custom_func(&format!(concat!($name, "_{}"), layout), "hearth_decode_attention", DECODE_ATTENTION_PTX)?;
                         let k = view::<$ty>(k, k_l, "decode attention: k cache")?;
                         let v = view::<$ty>(v, v_l, "decode attention: v cache")?;
-                        let mut b = Launch::new(&func, &dev);
+                        let mut b = func.builder();
                         b.arg(&q).arg(&k).arg(&v).arg(&slots).arg(&offsets);
                         match &parts {
                             Some(parts) => b.arg(parts),
@@ -148,7 +145,7 @@ impl CustomOp3 for DecodeAttention {
                         b.arg(&nh).arg(&nkv).arg(&hd).arg(&p.scale).arg(&softcap).arg(&sp).arg(&out_kind);
                         // SAFETY: argument types and order match the kernel's signature in decode_attention.cu,
                         // every buffer was checked above to hold what the kernel indexes.
-                        unsafe { b.launch(cfg) }?;
+                        unsafe { b.launch(cfg) }.w()?;
                     }};
                 }
                 match k.dtype() {
@@ -160,11 +157,11 @@ impl CustomOp3 for DecodeAttention {
                 if let Some(parts) = &parts {
                     let func = dev.get_or_load_custom_func("decode_attention_merge", "hearth_decode_attention", DECODE_ATTENTION_PTX)?;
                     let merge = LaunchConfig { grid_dim: ((seqs * heads) as u32, 1, 1), block_dim: (head_dim.clamp(32, 256) as u32, 1, 1), shared_mem_bytes: 0 };
-                    let mut b = Launch::new(&func, &dev);
+                    let mut b = func.builder();
                     b.arg(parts).arg(&out).arg(&hd).arg(&sp).arg(&out_kind);
                     // SAFETY: argument order and types match decode_attention_merge; `parts` holds `splits`
                     // partials of head_dim + 2 floats for each of the seqs * heads rows.
-                    unsafe { b.launch(merge) }?;
+                    unsafe { b.launch(merge) }.w()?;
                 }
                 CudaStorage::wrap_cuda_slice(out, dev.clone())
             }};
@@ -246,11 +243,11 @@ impl candle_core::InplaceOp2 for KvWrite {
                 // Written through the kernel: the V cache is another tensor than the K cache (the
                 // caller's contract), so this read-locked view aliases nothing the op writes else.
                 let v_cache = view::<$ty>(vc, vc_l, "kv write: v cache")?;
-                let mut b = Launch::new(&func, &dev);
+                let mut b = func.builder();
                 b.arg(&rows).arg(&v_rows).arg(&slots).arg(&mut k_cache).arg(&v_cache).arg(&width).arg(&k_stride).arg(&v_stride);
                 // SAFETY: argument order and types match kv_write.cu; every slot indexes a cache row
                 // (checked by PagedKvCache::write_indexed before calling).
-                unsafe { b.launch(cfg) }?;
+                unsafe { b.launch(cfg) }.w()?;
             }};
         }
         match cache.dtype() {
@@ -300,10 +297,10 @@ impl CustomOp3 for RopeRows {
         let func = dev.get_or_load_custom_func("rope_rows", "hearth_rope", ROPE_PTX)?;
         let cfg = LaunchConfig { grid_dim: (tokens as u32, heads as u32, 1), block_dim: ((head_dim / 2).clamp(32, 256) as u32, 1, 1), shared_mem_bytes: 0 };
         let (h, d, inter) = (heads as i32, head_dim as i32, self.interleaved as i32);
-        let mut b = Launch::new(&func, &dev);
+        let mut b = func.builder();
         b.arg(&xs).arg(&cs).arg(&ss).arg(&out).arg(&h).arg(&d).arg(&inter);
         // SAFETY: argument order and types match rope.cu; shapes were checked above.
-        unsafe { b.launch(cfg) }?;
+        unsafe { b.launch(cfg) }.w()?;
         Ok((CudaStorage::wrap_cuda_slice(out, dev), Shape::from((tokens, heads, head_dim))))
     }
 }
@@ -347,10 +344,10 @@ impl CustomOp3 for RopePair {
         let cfg = LaunchConfig { grid_dim: (tokens as u32, (q_heads + k_heads) as u32, 1), block_dim: ((head_dim / 2).clamp(32, 256) as u32, 1, 1), shared_mem_bytes: 0 };
         let (hq, hk, d, inter) = (q_heads as i32, k_heads as i32, head_dim as i32, self.interleaved as i32);
         let (q_stride, k_stride) = (q_stride as i64, k_stride as i64);
-        let mut b = Launch::new(&func, &dev);
+        let mut b = func.builder();
         b.arg(&qs).arg(&ks).arg(&cs).arg(&ss).arg(&out).arg(&hq).arg(&hk).arg(&d).arg(&q_stride).arg(&k_stride).arg(&inter);
         // SAFETY: argument order and types match rope.cu; shapes were checked above.
-        unsafe { b.launch(cfg) }?;
+        unsafe { b.launch(cfg) }.w()?;
         Ok((CudaStorage::wrap_cuda_slice(out, dev), Shape::from(total)))
     }
 }
@@ -429,14 +426,14 @@ impl candle_core::CustomOp1 for DenseGemv {
                 let w = |i: usize| ws.get(i).unwrap_or(&ws[0]);
                 let kind = if self.swiglu { "dense_swiglu" } else { "dense_gemv" };
                 let func = dev.get_or_load_custom_func(&format!("{kind}_{}_{rows}", $suffix), "hearth_dense_gemv", DENSE_GEMV_PTX)?;
-                let mut b = Launch::new(&func, &dev);
+                let mut b = func.builder();
                 if self.swiglu {
                     b.arg(&xs).arg(w(0)).arg(w(1)).arg(&out).arg(&n0).arg(&k_i);
                 } else {
                     b.arg(&xs).arg(w(0)).arg(w(1)).arg(w(2)).arg(&out).arg(&n0).arg(&n1).arg(&n2).arg(&k_i);
                 }
                 // SAFETY: argument order and types match dense_gemv.cu; shapes and alignment checked above.
-                unsafe { b.launch(cfg) }?;
+                unsafe { b.launch(cfg) }.w()?;
             }};
         }
         match self.weights[0].dtype() {
@@ -504,10 +501,10 @@ pub fn add_rms_norm(x: &Tensor, r: &Tensor, w: &Tensor, eps: f32, out: DType) ->
         ($ty:ty, $name:literal) => {{
             let mut normed = unsafe { dev.alloc::<$ty>(n)? };
             let func = dev.get_or_load_custom_func(&format!(concat!($name, "_{}"), per), "hearth_add_norm", ADD_NORM_PTX)?;
-            let mut b = Launch::new(&func, &dev);
+            let mut b = func.builder();
             b.arg(&xv).arg(&rv).arg(&wv).arg(&mut sums).arg(&mut normed).arg(&d).arg(&eps);
             // SAFETY: argument order and types match add_norm.cu; shapes were checked above.
-            unsafe { b.launch(cfg) }?;
+            unsafe { b.launch(cfg) }.w()?;
             fresh(normed, &dev, x.dims())
         }};
     }
@@ -546,10 +543,10 @@ impl candle_core::CustomOp1 for ArgmaxRows {
         let func = dev.get_or_load_custom_func("argmax_rows", "hearth_argmax", ARGMAX_PTX)?;
         let cfg = LaunchConfig { grid_dim: (rows as u32, 1, 1), block_dim: (1024, 1, 1), shared_mem_bytes: 0 };
         let c = cols as i32;
-        let mut b = Launch::new(&func, &dev);
+        let mut b = func.builder();
         b.arg(&xs).arg(&mut out).arg(&c);
         // SAFETY: argument order and types match argmax.cu; the shape was checked above.
-        unsafe { b.launch(cfg) }?;
+        unsafe { b.launch(cfg) }.w()?;
         Ok((CudaStorage::wrap_cuda_slice(out, dev), Shape::from(rows)))
     }
 }

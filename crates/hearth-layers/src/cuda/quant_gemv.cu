@@ -11,7 +11,6 @@
 // rows from its weight load.
 #include "weights.cuh"
 #include "q8.cuh"
-#include "pdl.cuh"
 
 #define QK 256
 #define CHUNKS 8
@@ -25,7 +24,6 @@
 
 // f32 rows (at `stride` floats) to the 8-bit layout of q8.cuh, one warp a run.
 extern "C" __global__ void quantize_q8(const float* __restrict__ x, int8_t* __restrict__ q, int rows, int k, long long stride) {
-  pdl_start();
   const int warp = (blockIdx.x * blockDim.x + threadIdx.x) >> 5, lane = threadIdx.x & 31;
   const int runs = k / 32;
   if (warp >= rows * runs) return;
@@ -144,15 +142,10 @@ __device__ __forceinline__ void chunk_dots(const uint8_t* __restrict__ row, int 
     typename Chunk<F>::Raw raw[INFLIGHT];
 #pragma unroll
     for (int u = 0; u < INFLIGHT; u++) raw[u] = Chunk<F>::load(row, i + u * step);
-    pdl_wait();  // the first batch of weight loads is in flight while the kernel writing x finishes
 #pragma unroll
     for (int u = 0; u < INFLIGHT; u++) Chunk<F>::template dot<B>(raw[u], i + u * step, xq, xds, k, acc);
   }
-  for (; i < chunks; i += step) {
-    const auto raw = Chunk<F>::load(row, i);
-    pdl_wait();
-    Chunk<F>::template dot<B>(raw, i, xq, xds, k, acc);
-  }
+  for (; i < chunks; i += step) Chunk<F>::template dot<B>(Chunk<F>::load(row, i), i, xq, xds, k, acc);
 }
 
 // A gate row and an up row in one loop, so each thread has both rows' loads in flight at once.
@@ -166,7 +159,6 @@ __device__ __forceinline__ void chunk_dots2(const uint8_t* __restrict__ gate, co
     typename Chunk<FU>::Raw ru[INFLIGHT];
 #pragma unroll
     for (int t = 0; t < INFLIGHT; t++) { rg[t] = Chunk<FG>::load(gate, i + t * step); ru[t] = Chunk<FU>::load(up, i + t * step); }
-    pdl_wait();
 #pragma unroll
     for (int t = 0; t < INFLIGHT; t++) {
       Chunk<FG>::template dot<B>(rg[t], i + t * step, xq, xds, k, g);
@@ -174,11 +166,8 @@ __device__ __forceinline__ void chunk_dots2(const uint8_t* __restrict__ gate, co
     }
   }
   for (; i < chunks; i += step) {
-    const auto rg = Chunk<FG>::load(gate, i);
-    const auto ru = Chunk<FU>::load(up, i);
-    pdl_wait();
-    Chunk<FG>::template dot<B>(rg, i, xq, xds, k, g);
-    Chunk<FU>::template dot<B>(ru, i, xq, xds, k, u);
+    Chunk<FG>::template dot<B>(Chunk<FG>::load(gate, i), i, xq, xds, k, g);
+    Chunk<FU>::template dot<B>(Chunk<FU>::load(up, i), i, xq, xds, k, u);
   }
 }
 
@@ -218,7 +207,6 @@ __device__ __forceinline__ bool reduce_row(float* acc, int wpr) {
 template <int B>
 __device__ void quant_gemv(const int8_t* x, const uint8_t* w0, const uint8_t* w1, const uint8_t* w2,
                            int f0, int f1, int f2, float* __restrict__ y, int n0, int n1, int n2, int k, int wpr) {
-  pdl_launch_dependents();
   const int8_t* xq = x;
   const float2* xds = reinterpret_cast<const float2*>(x + k);
   const int warp = (blockIdx.x * blockDim.x + threadIdx.x) >> 5;
@@ -237,7 +225,6 @@ __device__ void quant_gemv(const int8_t* x, const uint8_t* w0, const uint8_t* w1
     if (format == FORMAT_Q4K) chunk_dots<FORMAT_Q4K, B>(wr, first, 32 * wpr, xq, xds, k, acc);
     else chunk_dots<FORMAT_Q6K, B>(wr, first, 32 * wpr, xq, xds, k, acc);
   }
-  pdl_wait();  // at once if chunk_dots waited; y may be memory an earlier kernel still reads
   if (reduce_row<B>(acc, wpr) && valid)
 #pragma unroll
     for (int b = 0; b < B; b++) y[(size_t)b * n + row] = acc[b];
@@ -247,7 +234,6 @@ __device__ void quant_gemv(const int8_t* x, const uint8_t* w0, const uint8_t* w1
 template <int B>
 __device__ void quant_swiglu(const int8_t* x, const uint8_t* gate, const uint8_t* up, int fg, int fu,
                              float* __restrict__ y, int n, int k, int wpr) {
-  pdl_launch_dependents();
   const int8_t* xq = x;
   const float2* xds = reinterpret_cast<const float2*>(x + k);
   const int warp = (blockIdx.x * blockDim.x + threadIdx.x) >> 5;
@@ -263,7 +249,6 @@ __device__ void quant_swiglu(const int8_t* x, const uint8_t* gate, const uint8_t
     else if (fu == FORMAT_Q4K) chunk_dots2<FORMAT_Q6K, FORMAT_Q4K, B>(g, u, first, step, xq, xds, k, acc, acc + B);
     else chunk_dots2<FORMAT_Q6K, FORMAT_Q6K, B>(g, u, first, step, xq, xds, k, acc, acc + B);
   }
-  pdl_wait();
   if (reduce_row<2 * B>(acc, wpr) && valid)
 #pragma unroll
     for (int b = 0; b < B; b++) y[(size_t)b * n + row] = acc[b] / (1.f + expf(-acc[b])) * acc[B + b];

@@ -2,8 +2,9 @@
 //! quantized to 8 bits once, then one launch for up to three weights over them (q/k/v), or for a
 //! gate/up pair with SiLU x up.
 
-use super::{f32_rows, fresh, rows_view, Launch};
-use candle_core::cuda_backend::cudarc::driver::LaunchConfig;
+use super::{f32_rows, fresh, rows_view};
+use candle_core::cuda_backend::cudarc::driver::{LaunchConfig, PushKernelArg};
+use candle_core::cuda_backend::WrapErr;
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{Result, Storage, Tensor};
 
@@ -80,7 +81,7 @@ pub fn quant_gemv(x: &Tensor, weights: &[&QTensor], swiglu: bool) -> Result<Vec<
     let wpr_i = wpr as i32;
     let n_at = |i: usize| ns.get(i).copied().unwrap_or(0) as i32;
     let (w0, w1, w2, f0, f1, f2, n0, n1, n2) = (ptr(0), ptr(1), ptr(2), code(0), code(1), code(2), n_at(0), n_at(1), n_at(2));
-    let mut b = Launch::new(&func, dev);
+    let mut b = func.builder();
     if swiglu {
         b.arg(&xq).arg(&w0).arg(&w1).arg(&f0).arg(&f1).arg(&mut out).arg(&n0).arg(&k_i).arg(&wpr_i);
     } else {
@@ -88,7 +89,7 @@ pub fn quant_gemv(x: &Tensor, weights: &[&QTensor], swiglu: bool) -> Result<Vec<
     }
     // SAFETY: argument order and types match quant_gemv.cu (weights passed as their addresses, alive
     // while `ptrs` holds their guards); formats and shapes were checked above.
-    unsafe { b.launch(cfg) }?;
+    unsafe { b.launch(cfg) }.w()?;
     drop(ptrs);
     let flat = fresh(out, dev, &[rows * total]);
     if swiglu {
@@ -114,9 +115,9 @@ fn quantize_rows(x: &Tensor, dev: &candle_core::CudaDevice, rows: usize, k: usiz
     let warps = rows * (k / 32);
     let cfg = LaunchConfig { grid_dim: (warps.div_ceil(8) as u32, 1, 1), block_dim: (256, 1, 1), shared_mem_bytes: 0 };
     let (rows_i, k_i, stride_i) = (rows as i32, k as i32, stride as i64);
-    let mut b = Launch::new(&func, dev);
+    let mut b = func.builder();
     b.arg(&xs).arg(&mut q).arg(&rows_i).arg(&k_i).arg(&stride_i);
     // SAFETY: argument order and types match quantize_q8; `xs` spans rows at `stride`, k values each.
-    unsafe { b.launch(cfg) }?;
+    unsafe { b.launch(cfg) }.w()?;
     Ok(fresh(q, dev, &[rows, q8_row_bytes(k)]))
 }

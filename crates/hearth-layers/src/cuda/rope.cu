@@ -4,8 +4,6 @@
 // output); the output is packed. Block (token, head);
 // thread i rotates pair i — adjacent elements (2i, 2i+1) in the interleaved style (GGUF llama),
 // elements (i, i + head_dim/2) in the half style (NeoX, Hugging Face).
-#include "pdl.cuh"
-
 __device__ __forceinline__ void rope_row(const float* __restrict__ x, const float* __restrict__ cos,
                                          const float* __restrict__ sin, float* __restrict__ out,
                                          int token, int head, int heads, int head_dim, long long x_stride, int interleaved) {
@@ -24,7 +22,6 @@ __device__ __forceinline__ void rope_row(const float* __restrict__ x, const floa
 extern "C" __global__ void rope_rows(const float* __restrict__ x, const float* __restrict__ cos,
                                      const float* __restrict__ sin, float* __restrict__ out,
                                      int heads, int head_dim, int interleaved) {
-  pdl_start();
   rope_row(x, cos, sin, out, blockIdx.x, blockIdx.y, heads, head_dim, (long long)heads * head_dim, interleaved);
 }
 
@@ -34,7 +31,6 @@ extern "C" __global__ void rope_rows_pair(const float* __restrict__ q, const flo
                                           const float* __restrict__ cos, const float* __restrict__ sin,
                                           float* __restrict__ out, int q_heads, int k_heads, int head_dim,
                                           long long q_stride, long long k_stride, int interleaved) {
-  pdl_start();
   if ((int)blockIdx.y < q_heads) {
     rope_row(q, cos, sin, out, blockIdx.x, blockIdx.y, q_heads, head_dim, q_stride, interleaved);
   } else {

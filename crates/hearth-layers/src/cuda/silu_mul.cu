@@ -4,12 +4,10 @@
 // it next (one cast launch fewer, the same rounding). gate and up rows may lie at a stride (the two
 // halves of one stacked gate/up matmul output); the product is packed.
 #include "convert.cuh"
-#include "pdl.cuh"
 
 template <typename O>
 __device__ void silu_mul(const float* __restrict__ gate, const float* __restrict__ up, O* __restrict__ out, long long n,
                          long long width, long long gate_stride, long long up_stride) {
-  pdl_start();
   const long long stride = (long long)gridDim.x * blockDim.x;
   for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) {
     const long long row = i / width, col = i - row * width;
