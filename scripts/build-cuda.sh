@@ -3,6 +3,7 @@
 # cached), for the lent H100 (sm_90, driver >= 580). CPU-only builds and CI do not use this.
 # usage: scripts/build-cuda.sh           -> prints the path of the stripped binary
 #        scripts/build-cuda.sh --tests   -> builds the GPU tests instead (layers' kernels, models' graphs), prints their binaries
+#        scripts/build-cuda.sh --example NAME -> builds hearth-layers' GPU example NAME (a benchmark), prints its binary
 # On the GPU machine: LD_LIBRARY_PATH=/usr/local/cuda-13.0/targets/x86_64-linux/lib ./hearth ...
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -37,6 +38,12 @@ for m in map(json.loads, sys.stdin):
 if not exes:
     sys.exit("no test binary was built")
 print("\n".join(exes))'
+  exit 0
+fi
+if [ "${1:-}" = "--example" ]; then
+  ( cd "$ROOT" && cargo build --release --locked -p hearth-layers --features cuda --example "$2" >&2 )
+  strip "$CARGO_TARGET_DIR/release/examples/$2"
+  echo "$CARGO_TARGET_DIR/release/examples/$2"
   exit 0
 fi
 ( cd "$ROOT" && cargo build --release --locked -p hearth-cli --features cuda >&2 )
