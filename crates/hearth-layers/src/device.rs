@@ -334,18 +334,46 @@ pub fn quant_swiglu(x: &Tensor, gate: &candle_core::quantized::QTensor, up: &can
     Ok(None)
 }
 
-/// `x` as `[rows, k]` and its leading dims, when the k-quant GEMV is on and takes `x` with every weight.
+/// Whether add + RMSNorm should write its rows for `rows` rows of input to all of `ws` in the k-quant
+/// GEMV's 8-bit layout (U8, see [`add_rms_norm`]): the GEMV takes every weight, and a row fits the
+/// norm's registers (at most 8192 values).
+pub fn quant_gemv_reads_q8(ws: &[&candle_core::quantized::QTensor], rows: usize) -> bool {
+    #[cfg(feature = "cuda")]
+    {
+        let k = ws.first().and_then(|w| w.shape().dims2().ok()).map_or(0, |(_, k)| k);
+        QUANT_GEMV.load(std::sync::atomic::Ordering::Relaxed)
+            && k <= 8192
+            && !ws.is_empty()
+            && ws.iter().all(|w| w.device().is_cuda() && cuda_kernels::quant_gemv_takes(w, rows, k))
+    }
+    #[cfg(not(feature = "cuda"))]
+    {
+        let _ = (ws, rows);
+        false
+    }
+}
+
+/// `x` as `[rows, width]` and its leading dims, when the k-quant GEMV is on and takes `x` with every
+/// weight. `x` is f32 rows of k values, or U8 rows already in the GEMV's 8-bit layout.
 #[cfg(feature = "cuda")]
 fn quant_gemv_input(x: &Tensor, ws: &[&candle_core::quantized::QTensor]) -> Result<Option<(Tensor, Vec<usize>)>> {
-    let k = x.dims().last().copied().unwrap_or(0);
-    if !QUANT_GEMV.load(std::sync::atomic::Ordering::Relaxed) || !x.device().is_cuda() || k == 0 || ws.is_empty() {
+    let width = x.dims().last().copied().unwrap_or(0);
+    if !QUANT_GEMV.load(std::sync::atomic::Ordering::Relaxed) || !x.device().is_cuda() || width == 0 || ws.is_empty() {
         return Ok(None);
     }
-    let rows = x.elem_count() / k;
+    let k = match x.dtype() {
+        candle_core::DType::U8 => ws[0].shape().dims2()?.1,
+        _ => width,
+    };
+    let rows = x.elem_count() / width;
     if !ws.iter().all(|w| w.device().is_cuda() && cuda_kernels::quant_gemv_takes(w, rows, k)) {
+        if x.dtype() == candle_core::DType::U8 {
+            // Only this GEMV reads 8-bit rows: whoever asked the norm for them checked it would take them.
+            return Err(LayerError::Shape { what: "k-quant gemv input".into(), detail: format!("8-bit rows {:?} for weights of {k} columns", x.dims()) });
+        }
         return Ok(None);
     }
-    Ok(Some((x.reshape((rows, k))?, x.dims()[..x.rank() - 1].to_vec())))
+    Ok(Some((x.reshape((rows, width))?, x.dims()[..x.rank() - 1].to_vec())))
 }
 
 /// A 2-D f32 tensor's rows on the host (a step's logits), read one row at a time.

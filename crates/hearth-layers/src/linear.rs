@@ -91,6 +91,28 @@ impl Linear {
         }
     }
 
+    /// The dtype a norm writes for `rows` rows that all of `layers` read (q/k/v, gate/up): U8 where
+    /// hearth's k-quant GEMV takes every one of them, meaning its 8-bit activation rows, which the
+    /// norm then writes itself instead of a separate quantize launch; else the first layer's
+    /// [`Self::input_dtype`].
+    pub fn input_dtype_many(layers: &[&Linear], rows: usize) -> DType {
+        if Self::quantized_weights(layers).is_some_and(|ws| crate::device::quant_gemv_reads_q8(&ws, rows)) {
+            return DType::U8;
+        }
+        layers.first().map_or(DType::F32, |l| l.input_dtype(rows))
+    }
+
+    /// The weights of `layers` when every one is candle-quantized without bias.
+    fn quantized_weights<'a>(layers: &[&'a Linear]) -> Option<Vec<&'a QTensor>> {
+        layers
+            .iter()
+            .map(|l| match (&l.weight, &l.bias) {
+                (Weight::Quantized(w, _), None) => Some(&**w),
+                _ => None,
+            })
+            .collect()
+    }
+
     fn is_half(dtype: DType) -> bool {
         matches!(dtype, DType::BF16 | DType::F16)
     }
@@ -141,14 +163,7 @@ impl Linear {
     /// input cast for their library matmuls over more (the same arithmetic as one by one); quantized
     /// ones over a prompt batch: their f16 copies' matmuls, the input cast once; else `None`.
     fn device_gemv_many(layers: &[&Linear], x: &Tensor) -> Result<Option<Vec<Tensor>>> {
-        let quantized: Option<Vec<&QTensor>> = layers
-            .iter()
-            .map(|l| match (&l.weight, &l.bias) {
-                (Weight::Quantized(w, _), None) => Some(&**w),
-                _ => None,
-            })
-            .collect();
-        if let Some(ws) = quantized.filter(|ws| ws.len() > 1) {
+        if let Some(ws) = Self::quantized_weights(layers).filter(|ws| ws.len() > 1) {
             if let Some(ys) = crate::device::quant_gemv_many(x, &ws)? {
                 return Ok(Some(ys));
             }

@@ -35,10 +35,15 @@ impl RmsNorm {
     }
 
     /// [`Self::forward_residual`] with the normalised rows in `out` (the dtype the next matmul reads,
-    /// [`crate::Linear::input_dtype`]); the sum stays in `x`'s dtype.
+    /// [`crate::Linear::input_dtype_many`]; U8 on CUDA: the k-quant GEMV's 8-bit rows); the sum stays
+    /// in `x`'s dtype.
     pub fn forward_residual_as(&self, x: &Tensor, r: &Tensor, out: DType) -> Result<(Tensor, Tensor)> {
         if let Some(both) = crate::device::add_rms_norm(x, r, &self.scale, self.eps, out)? {
             return Ok(both);
+        }
+        if out == DType::U8 {
+            // The k-quant GEMV's 8-bit rows come only from the device kernel (Linear::input_dtype_many).
+            return Err(crate::LayerError::Shape { what: "add rms norm".into(), detail: format!("8-bit rows need the CUDA kernel, x {:?} on {:?}", x.shape(), x.device()) });
         }
         let s = (x + r)?;
         let h = self.forward(&s)?.to_dtype(out)?;

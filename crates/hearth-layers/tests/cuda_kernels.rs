@@ -567,3 +567,37 @@ fn quant_gemv_matches_candle_and_a_host_product() {
         }
     }
 }
+
+/// add + RMSNorm writing the k-quant GEMV's 8-bit rows (U8) gives the GEMV exactly what the GEMV's own
+/// quantization of the norm's f32 rows gives, and is asked for exactly where the GEMV takes the rows.
+#[test]
+fn add_rms_norm_writes_the_gemv_rows_it_would_quantize() {
+    use candle_core::quantized::{GgmlDType, QTensor};
+    let gpu = hearth_layers::select_device(DeviceSpec::Cuda(0)).expect("a CUDA device");
+    let host = |t: &Tensor| t.flatten_all().and_then(|t| t.to_vec1::<f32>()).expect("to host");
+    // Rows of 4, 8, 16 and 32 values a thread.
+    for (k, rows) in [(1024usize, 2usize), (2048, 1), (4096, 3), (8192, 8)] {
+        let t = |v: Vec<f32>, shape: &[usize]| Tensor::from_vec(v, shape, &gpu).expect("tensor");
+        let (x, r) = (t(noise(rows * k, k as u64 + 5), &[rows, k]), t(noise(rows * k, k as u64 + 6), &[rows, k]));
+        let norm = hearth_layers::RmsNorm::new(t(noise(k, k as u64 + 7), &[k]), 1e-5, 0.0).expect("norm");
+        let (s8, q8) = norm.forward_residual_as(&x, &r, DType::U8).expect("add norm, 8-bit rows");
+        let (s32, h32) = norm.forward_residual_as(&x, &r, DType::F32).expect("add norm");
+        assert_eq!((q8.dtype(), q8.dims()), (DType::U8, &[rows, k + k / 4][..]), "k {k} rows {rows}");
+        assert_eq!(host(&s8), host(&s32), "k {k} rows {rows}: the sums");
+        let ws: Vec<QTensor> = [(40usize, GgmlDType::Q4K), (24, GgmlDType::Q6K)]
+            .iter()
+            .enumerate()
+            .map(|(i, &(n, f))| QTensor::quantize(&t(noise(n * k, 300 + i as u64), &[n, k]), f).expect("quantize"))
+            .collect();
+        let refs: Vec<&QTensor> = ws.iter().collect();
+        assert!(hearth_layers::device::quant_gemv_reads_q8(&refs, rows), "k {k} rows {rows}: the GEMV takes these rows");
+        assert!(!hearth_layers::device::quant_gemv_reads_q8(&refs, 9), "k {k}: nine rows go to other kernels");
+        let from_q8 = hearth_layers::device::quant_gemv_many(&q8, &refs).expect("gemv").expect("a CUDA kernel");
+        let from_f32 = hearth_layers::device::quant_gemv_many(&h32, &refs).expect("gemv").expect("a CUDA kernel");
+        for (i, (a, b)) in from_q8.iter().zip(&from_f32).enumerate() {
+            assert_eq!(host(a), host(b), "k {k} rows {rows} weight {i}: the products differ");
+        }
+        let sw = |h: &Tensor| host(&hearth_layers::device::quant_swiglu(h, &ws[0], &ws[0]).expect("swiglu").expect("a CUDA kernel"));
+        assert_eq!(sw(&q8), sw(&h32), "k {k} rows {rows}: SiLU x up differs");
+    }
+}

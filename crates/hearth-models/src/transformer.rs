@@ -248,7 +248,7 @@ impl Transformer {
         let c = &self.config;
         let t = x.dim(0)?;
         let (x, h) = match pending {
-            Some(ff) => b.attn_norm.forward_residual_as(x, ff, b.attn.qkv.as_ref().unwrap_or(&b.attn.q).input_dtype(t))?,
+            Some(ff) => b.attn_norm.forward_residual_as(x, ff, Linear::input_dtype_many(&[&b.attn.q, &b.attn.k, &b.attn.v], t))?,
             None => (x.clone(), b.attn_norm.forward(x)?),
         };
         let [mut q, mut k, v] = self.project_qkv(&b.attn, &h, plan)?;
@@ -284,7 +284,7 @@ impl Transformer {
             (Some(rows), true) => (x.index_select(rows, 0)?, attn.index_select(rows, 0)?, &[][..]),
             _ => (x.clone(), attn, &plan.row_batching[..]),
         };
-        let (x, h) = b.ffn_norm.forward_residual_as(&x, &attn, b.mlp.gate.input_dtype(x.dim(0)?))?;
+        let (x, h) = b.ffn_norm.forward_residual_as(&x, &attn, Linear::input_dtype_many(&[&b.mlp.gate, &b.mlp.up], x.dim(0)?))?;
         let gate_up = self.gated(&b.mlp, &h, ffn_batching)?;
         let ff = b.mlp.down.forward_batched(&gate_up, ffn_batching)?;
         let ff = match &b.ffn_post_norm {

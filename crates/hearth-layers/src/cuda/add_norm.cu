@@ -2,8 +2,9 @@
 // h = s / sqrt(mean(s^2) + eps) * w, block per row. Decode runs this twice per layer on a single row
 // each time; as candle's add and norm it was two launches whose cost was their latency, not bytes.
 // h is written in f32, or in the bf16/f16 of the matmul that reads it next (rounded as a separate cast
-// kernel would round it, one launch fewer).
+// kernel would round it, one launch fewer), or as the k-quant GEMV's 8-bit rows (add_rms_norm_q8).
 #include "convert.cuh"
+#include "q8.cuh"
 #define THREADS 256
 
 // Block-wide sum of one value per thread.
@@ -58,6 +59,46 @@ __device__ void add_rms_norm(const float* __restrict__ x, const float* __restric
   // Each thread reads back only the sums it wrote itself, so no barrier is needed for them.
   for (int i = threadIdx.x; i < dim; i += THREADS) put(out + base + i, sum[base + i] * scale * w[i]);
 }
+
+// add_rms_norm (PER > 0) with the normed row written as the k-quant GEMV's 8-bit runs (q8.cuh) instead of
+// floats: the values quantized are exactly the f32 ones add_rms_norm writes, so the bytes equal
+// quantize_q8's of them, and the quantize launch before q/k/v and before gate/up is saved. With 256
+// threads, each warp holds PER runs of the row (run w + 8 j at its j-th values). dim % 32 == 0.
+template <int PER>
+__device__ void add_rms_norm_q8(const float* __restrict__ x, const float* __restrict__ r, const float* __restrict__ w,
+                                float* __restrict__ sum, int8_t* __restrict__ q, int dim, float eps) {
+  const size_t base = (size_t)blockIdx.x * dim;
+  float s[PER], wv[PER], sq = 0.f;
+#pragma unroll
+  for (int j = 0; j < PER; j++) {
+    const int i = threadIdx.x + j * THREADS;
+    s[j] = i < dim ? x[base + i] + r[base + i] : 0.f;
+    wv[j] = i < dim ? w[i] : 0.f;
+  }
+#pragma unroll
+  for (int j = 0; j < PER; j++) {
+    const int i = threadIdx.x + j * THREADS;
+    if (i < dim) sum[base + i] = s[j];
+    sq += s[j] * s[j];
+  }
+  const float scale = rsqrtf(block_sum(sq) / dim + eps);
+  float v[PER];
+  int runs[PER];
+#pragma unroll
+  for (int j = 0; j < PER; j++) {
+    const int i = threadIdx.x + j * THREADS;
+    v[j] = s[j] * scale * wv[j];
+    runs[j] = i < dim ? i / 32 : -1;
+  }
+  q8_store_runs<PER>(v, q + (size_t)blockIdx.x * q8_row_bytes(dim), dim, runs);
+}
+
+#define ADD_RMS_NORM_Q8(PER)                                                                                  \
+  extern "C" __global__ void __launch_bounds__(THREADS) add_rms_norm_q8_##PER(const float* x, const float* r, \
+      const float* w, float* sum, int8_t* q, int dim, float eps) {                                          \
+    add_rms_norm_q8<PER>(x, r, w, sum, q, dim, eps);                                                        \
+  }
+ADD_RMS_NORM_Q8(4) ADD_RMS_NORM_Q8(8) ADD_RMS_NORM_Q8(16) ADD_RMS_NORM_Q8(32)
 
 // Entry points add_rms_norm[_f16|_bf16]_PER, PER as in add_rms_norm (cuda/mod.rs picks the smallest that fits).
 #define ADD_RMS_NORM(NAME, O, PER)                                                                         \

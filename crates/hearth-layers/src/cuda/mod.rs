@@ -478,7 +478,8 @@ fn fresh<T: CudaDType>(slice: candle_core::cuda_backend::cudarc::driver::CudaSli
 }
 
 /// `(x + r, rms_norm(x + r) * w)` for f32 `x`, `r` (same shape) and `w` (the last dim's length), the
-/// norm written in `out` (f32, or the bf16/f16 a matmul reads next; see add_norm.cu).
+/// norm written in `out` (f32, or the bf16/f16 a matmul reads next, or U8: the k-quant GEMV's 8-bit
+/// rows, `[.., q8 row bytes]`; see add_norm.cu).
 pub fn add_rms_norm(x: &Tensor, r: &Tensor, w: &Tensor, eps: f32, out: DType) -> Result<(Tensor, Tensor)> {
     let (x, r, w) = (x.contiguous()?, r.contiguous()?, w.contiguous()?);
     let dim = x.dims().last().copied().unwrap_or(0);
@@ -507,6 +508,25 @@ pub fn add_rms_norm(x: &Tensor, r: &Tensor, w: &Tensor, eps: f32, out: DType) ->
             unsafe { b.launch(cfg) }.w()?;
             fresh(normed, &dev, x.dims())
         }};
+    }
+    if out == DType::U8 {
+        // The k-quant GEMV's 8-bit rows (q8.cuh): rows of 32-value runs, held in registers.
+        if per == 0 || dim % 32 != 0 {
+            candle_core::bail!("add rms norm: 8-bit rows of {dim} values (a multiple of 32, at most 8192)");
+        }
+        let bytes = quant_gemv::q8_row_bytes(dim);
+        let mut q = unsafe { dev.alloc::<u8>(n / dim * bytes)? };
+        let func = dev.get_or_load_custom_func(&format!("add_rms_norm_q8_{per}"), "hearth_add_norm", ADD_NORM_PTX)?;
+        let mut b = func.builder();
+        b.arg(&xv).arg(&rv).arg(&wv).arg(&mut sums).arg(&mut q).arg(&d).arg(&eps);
+        // SAFETY: argument order and types match add_norm.cu; each block writes its row's sums and all
+        // `bytes` of its 8-bit row (dim / 32 whole runs).
+        unsafe { b.launch(cfg) }.w()?;
+        let mut dims = x.dims().to_vec();
+        if let Some(last) = dims.last_mut() {
+            *last = bytes;
+        }
+        return Ok((fresh(sums, &dev, x.dims()), fresh(q, &dev, &dims)));
     }
     let normed = match out {
         DType::F32 => launch!(f32, "add_rms_norm"),

@@ -24,3 +24,37 @@ __device__ __forceinline__ void q8_store_run(float v, int8_t* row, int k, int ru
   row[run * 32 + lane] = (int8_t)qi;
   if (lane == 0) reinterpret_cast<float2*>(row + k)[run] = make_float2(d, d * (float)sum);
 }
+
+// q8_store_run for N runs at once, one value of each per lane (value n of lane l: value runs[n] * 32 + l
+// of the row; runs[n] < 0 stores nothing, and must be so for the whole warp). The N reductions are
+// interleaved, so a warp pays about one reduction's latency, not N. The same arithmetic as q8_store_run.
+template <int N>
+__device__ __forceinline__ void q8_store_runs(const float* v, int8_t* row, int k, const int* runs) {
+  const int lane = threadIdx.x & 31;
+  float amax[N];
+#pragma unroll
+  for (int n = 0; n < N; n++) amax[n] = fabsf(v[n]);
+#pragma unroll
+  for (int off = 16; off > 0; off >>= 1)
+#pragma unroll
+    for (int n = 0; n < N; n++) amax[n] = fmaxf(amax[n], __shfl_xor_sync(0xffffffff, amax[n], off));
+  float d[N];
+  int qi[N], sum[N];
+#pragma unroll
+  for (int n = 0; n < N; n++) {
+    const bool finite = __all_sync(0xffffffff, isfinite(v[n]));
+    d[n] = finite ? amax[n] / 127.f : __int_as_float(0x7fc00000);
+    qi[n] = (finite && amax[n] > 0.f) ? __float2int_rn(v[n] / d[n]) : 0;
+    sum[n] = qi[n];
+  }
+#pragma unroll
+  for (int off = 16; off > 0; off >>= 1)
+#pragma unroll
+    for (int n = 0; n < N; n++) sum[n] += __shfl_xor_sync(0xffffffff, sum[n], off);
+#pragma unroll
+  for (int n = 0; n < N; n++) {
+    if (runs[n] < 0) continue;
+    row[runs[n] * 32 + lane] = (int8_t)qi[n];
+    if (lane == 0) reinterpret_cast<float2*>(row + k)[runs[n]] = make_float2(d[n], d[n] * (float)sum[n]);
+  }
+}

@@ -6,7 +6,7 @@ use super::{f32_rows, fresh, rows_view};
 use candle_core::cuda_backend::cudarc::driver::{LaunchConfig, PushKernelArg};
 use candle_core::cuda_backend::WrapErr;
 use candle_core::quantized::{GgmlDType, QTensor};
-use candle_core::{Result, Storage, Tensor};
+use candle_core::{DType, Result, Storage, Tensor};
 
 const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/quant_gemv.ptx"));
 
@@ -30,7 +30,7 @@ fn format_code(dtype: GgmlDType) -> Option<i32> {
 }
 
 /// Bytes of one activation row of `k` values in the 8-bit layout the GEMV reads (q8.cuh).
-fn q8_row_bytes(k: usize) -> usize {
+pub fn q8_row_bytes(k: usize) -> usize {
     k + k / 4
 }
 
@@ -42,9 +42,17 @@ pub fn quant_gemv_takes(w: &QTensor, rows: usize, k: usize) -> bool {
 
 /// `x` `[rows, k]` f32 times `w^T` for up to three k-quant weights `[n_i, k]` (any mix of formats):
 /// `[rows, n_i]` f32 each, from one quantization of `x` and one launch; with `swiglu` (two weights of
-/// one shape), silu(x gate^T) * (x up^T) `[rows, n]`. The caller checked [`quant_gemv_takes`].
+/// one shape), silu(x gate^T) * (x up^T) `[rows, n]`. `x` may also come quantized already (U8
+/// `[rows, q8_row_bytes(k)]`, as add + RMSNorm writes it). The caller checked [`quant_gemv_takes`].
 pub fn quant_gemv(x: &Tensor, weights: &[&QTensor], swiglu: bool) -> Result<Vec<Tensor>> {
-    let (rows, k) = x.dims2()?;
+    let (rows, width) = x.dims2()?;
+    let k = match x.dtype() {
+        DType::U8 => weights.first().map_or(Ok(0), |w| w.shape().dims2().map(|(_, k)| k))?,
+        _ => width,
+    };
+    if x.dtype() == DType::U8 && width != q8_row_bytes(k) {
+        candle_core::bail!("quant gemv: 8-bit rows of {width} bytes for weights of {k} columns");
+    }
     let ns: Vec<usize> = weights.iter().map(|w| w.shape().dims2().map(|(n, _)| n)).collect::<Result<_>>()?;
     if weights.is_empty() || weights.len() > 3 || (swiglu && (weights.len() != 2 || ns[0] != ns[1])) {
         candle_core::bail!("quant gemv: {} weights (swiglu: {swiglu})", weights.len());
@@ -53,7 +61,7 @@ pub fn quant_gemv(x: &Tensor, weights: &[&QTensor], swiglu: bool) -> Result<Vec<
         candle_core::bail!("quant gemv: weight {:?} {:?} for x {:?}", w.dtype(), w.shape(), x.shape());
     }
     let candle_core::Device::Cuda(dev) = x.device() else { candle_core::bail!("quant gemv: x must live on the CUDA device") };
-    let x = quantize_rows(&f32_rows(x)?, dev, rows, k)?;
+    let x = if x.dtype() == DType::U8 { x.contiguous()? } else { quantize_rows(&f32_rows(x)?, dev, rows, k)? };
     let (x_storage, x_layout) = x.storage_and_layout();
     let Storage::Cuda(x_storage) = &*x_storage else { candle_core::bail!("quant gemv: x must live on the CUDA device") };
     let (x0, x1) = x_layout.contiguous_offsets().ok_or_else(|| candle_core::Error::Msg("quant gemv: x must be contiguous".into()))?;
