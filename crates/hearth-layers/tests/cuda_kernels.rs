@@ -575,8 +575,8 @@ fn add_rms_norm_writes_the_gemv_rows_it_would_quantize() {
     use candle_core::quantized::{GgmlDType, QTensor};
     let gpu = hearth_layers::select_device(DeviceSpec::Cuda(0)).expect("a CUDA device");
     let host = |t: &Tensor| t.flatten_all().and_then(|t| t.to_vec1::<f32>()).expect("to host");
-    // Rows of 4, 8, 16 and 32 values a thread.
-    for (k, rows) in [(1024usize, 2usize), (2048, 1), (4096, 3), (8192, 8)] {
+    // Rows of 4 and 8 values a thread (longer rows keep the quantize launch).
+    for (k, rows) in [(1024usize, 2usize), (1536, 3), (2048, 1), (2048, 8)] {
         let t = |v: Vec<f32>, shape: &[usize]| Tensor::from_vec(v, shape, &gpu).expect("tensor");
         let (x, r) = (t(noise(rows * k, k as u64 + 5), &[rows, k]), t(noise(rows * k, k as u64 + 6), &[rows, k]));
         let norm = hearth_layers::RmsNorm::new(t(noise(k, k as u64 + 7), &[k]), 1e-5, 0.0).expect("norm");
@@ -600,4 +600,6 @@ fn add_rms_norm_writes_the_gemv_rows_it_would_quantize() {
         let sw = |h: &Tensor| host(&hearth_layers::device::quant_swiglu(h, &ws[0], &ws[0]).expect("swiglu").expect("a CUDA kernel"));
         assert_eq!(sw(&q8), sw(&h32), "k {k} rows {rows}: SiLU x up differs");
     }
+    let long = QTensor::quantize(&Tensor::from_vec(noise(8 * 4096, 9), (8, 4096), &gpu).expect("w"), GgmlDType::Q4K).expect("quantize");
+    assert!(!hearth_layers::device::quant_gemv_reads_q8(&[&long], 1), "rows of 4096 values keep the quantize launch");
 }

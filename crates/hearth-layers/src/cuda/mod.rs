@@ -511,8 +511,8 @@ pub fn add_rms_norm(x: &Tensor, r: &Tensor, w: &Tensor, eps: f32, out: DType) ->
     }
     if out == DType::U8 {
         // The k-quant GEMV's 8-bit rows (q8.cuh): rows of 32-value runs, held in registers.
-        if per == 0 || dim % 32 != 0 {
-            candle_core::bail!("add rms norm: 8-bit rows of {dim} values (a multiple of 32, at most 8192)");
+        if !(per == 4 || per == 8) || dim % 32 != 0 {
+            candle_core::bail!("add rms norm: 8-bit rows of {dim} values (a multiple of 32, at most 2048)");
         }
         let bytes = quant_gemv::q8_row_bytes(dim);
         let mut q = unsafe { dev.alloc::<u8>(n / dim * bytes)? };
