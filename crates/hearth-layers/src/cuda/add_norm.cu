@@ -20,6 +20,28 @@ __device__ __forceinline__ float block_sum(float v) {
   return total;
 }
 
+// The register-held part of a row's add + RMSNorm: this thread's sums s = x + r (also stored) and
+// weights w at values threadIdx.x + j * THREADS, loaded at once; returns the row's 1 / rms.
+template <int PER>
+__device__ __forceinline__ float add_and_scale(const float* __restrict__ x, const float* __restrict__ r, const float* __restrict__ w,
+                                               float* __restrict__ sum, int dim, float eps, float* s, float* wv) {
+  const size_t base = (size_t)blockIdx.x * dim;
+  float sq = 0.f;
+#pragma unroll
+  for (int j = 0; j < PER; j++) {
+    const int i = threadIdx.x + j * THREADS;
+    s[j] = i < dim ? x[base + i] + r[base + i] : 0.f;
+    wv[j] = i < dim ? w[i] : 0.f;
+  }
+#pragma unroll
+  for (int j = 0; j < PER; j++) {
+    const int i = threadIdx.x + j * THREADS;
+    if (i < dim) sum[base + i] = s[j];
+    sq += s[j] * s[j];
+  }
+  return rsqrtf(block_sum(sq) / dim + eps);
+}
+
 // PER > 0: rows of up to PER * THREADS values, each thread's x, r and w loaded into registers at once
 // (one memory round trip before the reduction instead of one before it and one after for w). PER = 0:
 // any length, in loops.
@@ -30,19 +52,7 @@ __device__ void add_rms_norm(const float* __restrict__ x, const float* __restric
   float sq = 0.f;
   if (PER > 0) {
     float s[PER > 0 ? PER : 1], wv[PER > 0 ? PER : 1];
-#pragma unroll
-    for (int j = 0; j < PER; j++) {
-      const int i = threadIdx.x + j * THREADS;
-      s[j] = i < dim ? x[base + i] + r[base + i] : 0.f;
-      wv[j] = i < dim ? w[i] : 0.f;
-    }
-#pragma unroll
-    for (int j = 0; j < PER; j++) {
-      const int i = threadIdx.x + j * THREADS;
-      if (i < dim) sum[base + i] = s[j];
-      sq += s[j] * s[j];
-    }
-    const float scale = rsqrtf(block_sum(sq) / dim + eps);
+    const float scale = add_and_scale<(PER > 0 ? PER : 1)>(x, r, w, sum, dim, eps, s, wv);
 #pragma unroll
     for (int j = 0; j < PER; j++) {
       const int i = threadIdx.x + j * THREADS;
@@ -67,21 +77,8 @@ __device__ void add_rms_norm(const float* __restrict__ x, const float* __restric
 template <int PER>
 __device__ void add_rms_norm_q8(const float* __restrict__ x, const float* __restrict__ r, const float* __restrict__ w,
                                 float* __restrict__ sum, int8_t* __restrict__ q, int dim, float eps) {
-  const size_t base = (size_t)blockIdx.x * dim;
-  float s[PER], wv[PER], sq = 0.f;
-#pragma unroll
-  for (int j = 0; j < PER; j++) {
-    const int i = threadIdx.x + j * THREADS;
-    s[j] = i < dim ? x[base + i] + r[base + i] : 0.f;
-    wv[j] = i < dim ? w[i] : 0.f;
-  }
-#pragma unroll
-  for (int j = 0; j < PER; j++) {
-    const int i = threadIdx.x + j * THREADS;
-    if (i < dim) sum[base + i] = s[j];
-    sq += s[j] * s[j];
-  }
-  const float scale = rsqrtf(block_sum(sq) / dim + eps);
+  float s[PER], wv[PER];
+  const float scale = add_and_scale<PER>(x, r, w, sum, dim, eps, s, wv);
   float v[PER];
   int runs[PER];
 #pragma unroll
