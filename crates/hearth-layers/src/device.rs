@@ -324,10 +324,7 @@ pub fn quant_swiglu(x: &Tensor, gate: &candle_core::quantized::QTensor, up: &can
         if let Some((flat, mut dims)) = quant_gemv_input(x, &[gate, up])? {
             dims.push(gate.shape().dims2()?.0);
             let y = cuda_kernels::quant_gemv(&flat, &[gate, up], true)?.pop();
-            return Ok(match y {
-                Some(y) => Some(y.reshape(dims)?),
-                None => None,
-            });
+            return Ok(y.map(|y| y.reshape(dims)).transpose()?);
         }
     }
     let _ = (x, gate, up);
@@ -335,17 +332,13 @@ pub fn quant_swiglu(x: &Tensor, gate: &candle_core::quantized::QTensor, up: &can
 }
 
 /// Whether add + RMSNorm should write its rows for `rows` rows of input to all of `ws` in the k-quant
-/// GEMV's 8-bit layout (U8, see [`add_rms_norm`]): the GEMV takes every weight, and rows hold at most
-/// 2048 values. Measured on the H100 (tg128, against a separate quantize launch): 1B Q4_K_M (2048)
-/// 998/975/979 -> 1,015/1,005/992 tok/s; 8B Q4_K_M (4096) 306/308 -> 301/300, so not there.
+/// GEMV's 8-bit layout (U8, see [`add_rms_norm`]): the GEMV takes every weight, and rows are no longer
+/// than the norm writes that way (`cuda_kernels::NORM_Q8_MAX_DIM`, which says why).
 pub fn quant_gemv_reads_q8(ws: &[&candle_core::quantized::QTensor], rows: usize) -> bool {
     #[cfg(feature = "cuda")]
     {
         let k = ws.first().and_then(|w| w.shape().dims2().ok()).map_or(0, |(_, k)| k);
-        QUANT_GEMV.load(std::sync::atomic::Ordering::Relaxed)
-            && k <= 2048
-            && !ws.is_empty()
-            && ws.iter().all(|w| w.device().is_cuda() && cuda_kernels::quant_gemv_takes(w, rows, k))
+        k <= cuda_kernels::NORM_Q8_MAX_DIM && quant_gemv_takes_all(ws, rows, k)
     }
     #[cfg(not(feature = "cuda"))]
     {
@@ -354,12 +347,20 @@ pub fn quant_gemv_reads_q8(ws: &[&candle_core::quantized::QTensor], rows: usize)
     }
 }
 
+/// Whether the k-quant GEMV is on and takes every one of `ws` (at least one) for `rows` rows of `k` values.
+#[cfg(feature = "cuda")]
+fn quant_gemv_takes_all(ws: &[&candle_core::quantized::QTensor], rows: usize, k: usize) -> bool {
+    QUANT_GEMV.load(std::sync::atomic::Ordering::Relaxed)
+        && !ws.is_empty()
+        && ws.iter().all(|w| w.device().is_cuda() && cuda_kernels::quant_gemv_takes(w, rows, k))
+}
+
 /// `x` as `[rows, width]` and its leading dims, when the k-quant GEMV is on and takes `x` with every
 /// weight. `x` is f32 rows of k values, or U8 rows already in the GEMV's 8-bit layout.
 #[cfg(feature = "cuda")]
 fn quant_gemv_input(x: &Tensor, ws: &[&candle_core::quantized::QTensor]) -> Result<Option<(Tensor, Vec<usize>)>> {
     let width = x.dims().last().copied().unwrap_or(0);
-    if !QUANT_GEMV.load(std::sync::atomic::Ordering::Relaxed) || !x.device().is_cuda() || width == 0 || ws.is_empty() {
+    if !x.device().is_cuda() || width == 0 || ws.is_empty() {
         return Ok(None);
     }
     let k = match x.dtype() {
@@ -367,7 +368,7 @@ fn quant_gemv_input(x: &Tensor, ws: &[&candle_core::quantized::QTensor]) -> Resu
         _ => width,
     };
     let rows = x.elem_count() / width;
-    if !ws.iter().all(|w| w.device().is_cuda() && cuda_kernels::quant_gemv_takes(w, rows, k)) {
+    if !quant_gemv_takes_all(ws, rows, k) {
         if x.dtype() == candle_core::DType::U8 {
             // Only this GEMV reads 8-bit rows: whoever asked the norm for them checked it would take them.
             return Err(LayerError::Shape { what: "k-quant gemv input".into(), detail: format!("8-bit rows {:?} for weights of {k} columns", x.dims()) });

@@ -95,7 +95,7 @@ __device__ void add_rms_norm_q8(const float* __restrict__ x, const float* __rest
       const float* w, float* sum, int8_t* q, int dim, float eps) {                                          \
     add_rms_norm_q8<PER>(x, r, w, sum, q, dim, eps);                                                        \
   }
-// Only rows of up to 2048 values (device.rs, quant_gemv_reads_q8): at 4096, 16 runs a warp took the
+// Only rows of up to 2048 values (NORM_Q8_MAX_DIM in cuda/mod.rs): at 4096, 16 runs a warp took the
 // one-block norm longer than the quantize launch it saves.
 ADD_RMS_NORM_Q8(4) ADD_RMS_NORM_Q8(8)
 

@@ -7,27 +7,11 @@
 
 __device__ __forceinline__ size_t q8_row_bytes(int k) { return (size_t)k + (size_t)(k / 4); }
 
-// The calling warp's 32 lanes quantize run `run` of a row (lane l holds value run * 32 + l). A run
+// The calling warp's 32 lanes quantize N runs of a row at once, one value of each per lane (value n of
+// lane l: value runs[n] * 32 + l of the row; runs[n] < 0 stores nothing, and must be so for the whole
+// warp). The N reductions are interleaved, so a warp pays about one reduction's latency, not N. A run
 // holding NaN/inf gets a NaN scale, so the products that read it are NaN too (the host's checks on the
 // logits see them) rather than silently finite.
-__device__ __forceinline__ void q8_store_run(float v, int8_t* row, int k, int run) {
-  const int lane = threadIdx.x & 31;
-  float amax = fabsf(v);
-#pragma unroll
-  for (int off = 16; off > 0; off >>= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffff, amax, off));
-  const bool finite = __all_sync(0xffffffff, isfinite(v));
-  const float d = finite ? amax / 127.f : __int_as_float(0x7fc00000);
-  const int qi = (finite && amax > 0.f) ? __float2int_rn(v / d) : 0;
-  int sum = qi;
-#pragma unroll
-  for (int off = 16; off > 0; off >>= 1) sum += __shfl_xor_sync(0xffffffff, sum, off);
-  row[run * 32 + lane] = (int8_t)qi;
-  if (lane == 0) reinterpret_cast<float2*>(row + k)[run] = make_float2(d, d * (float)sum);
-}
-
-// q8_store_run for N runs at once, one value of each per lane (value n of lane l: value runs[n] * 32 + l
-// of the row; runs[n] < 0 stores nothing, and must be so for the whole warp). The N reductions are
-// interleaved, so a warp pays about one reduction's latency, not N. The same arithmetic as q8_store_run.
 template <int N>
 __device__ __forceinline__ void q8_store_runs(const float* v, int8_t* row, int k, const int* runs) {
   const int lane = threadIdx.x & 31;
@@ -57,4 +41,9 @@ __device__ __forceinline__ void q8_store_runs(const float* v, int8_t* row, int k
     row[runs[n] * 32 + lane] = (int8_t)qi[n];
     if (lane == 0) reinterpret_cast<float2*>(row + k)[runs[n]] = make_float2(d[n], d[n] * (float)sum[n]);
   }
+}
+
+// One run: lane l holds value run * 32 + l.
+__device__ __forceinline__ void q8_store_run(float v, int8_t* row, int k, int run) {
+  q8_store_runs<1>(&v, row, k, &run);
 }
