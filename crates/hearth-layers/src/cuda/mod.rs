@@ -451,10 +451,15 @@ pub fn dense_gemv_many(x: &Tensor, weights: &[&Tensor]) -> Result<Vec<Tensor>> {
     let rows = x.dim(0)?;
     let op = DenseGemv { weights: weights.iter().map(|w| (*w).clone()).collect(), swiglu: false };
     let flat = x.contiguous()?.apply_op1_no_bwd(&op)?;
+    let ns = weights.iter().map(|w| w.dim(0)).collect::<Result<Vec<_>>>()?;
+    split_products(&flat, rows, &ns)
+}
+
+/// A GEMV launch's flat output (`[rows, n_0]`, then `[rows, n_1]`, ...) as one tensor per weight.
+fn split_products(flat: &Tensor, rows: usize, ns: &[usize]) -> Result<Vec<Tensor>> {
     let mut at = 0;
-    let mut outs = Vec::with_capacity(weights.len());
-    for w in weights {
-        let n = w.dim(0)?;
+    let mut outs = Vec::with_capacity(ns.len());
+    for &n in ns {
         outs.push(flat.narrow(0, at, rows * n)?.reshape((rows, n))?);
         at += rows * n;
     }

@@ -2,7 +2,7 @@
 //! quantized to 8 bits once, then one launch for up to three weights over them (q/k/v), or for a
 //! gate/up pair with SiLU x up.
 
-use super::{f32_rows, fresh, rows_view};
+use super::{f32_rows, fresh, rows_view, split_products};
 use candle_core::cuda_backend::cudarc::driver::{LaunchConfig, PushKernelArg};
 use candle_core::cuda_backend::WrapErr;
 use candle_core::quantized::{GgmlDType, QTensor};
@@ -103,13 +103,7 @@ pub fn quant_gemv(x: &Tensor, weights: &[&QTensor], swiglu: bool) -> Result<Vec<
     if swiglu {
         return Ok(vec![flat.reshape((rows, total))?]);
     }
-    let mut at = 0;
-    let mut outs = Vec::with_capacity(ns.len());
-    for n in ns {
-        outs.push(flat.narrow(0, at, rows * n)?.reshape((rows, n))?);
-        at += rows * n;
-    }
-    Ok(outs)
+    split_products(&flat, rows, &ns)
 }
 
 /// f32 rows (packed, at any row stride) in the GEMV's 8-bit layout: U8 `[rows, q8_row_bytes(k)]`.
