@@ -560,3 +560,72 @@ pub fn silu_mul(gate: &Tensor, up: &Tensor, out: candle_core::DType) -> Result<O
 pub fn dense_gemm(x: &Tensor, w: &Tensor) -> Result<Option<Tensor>> {
     Ok(dense_gemm_many(x, &[w])?.and_then(|mut ys| ys.pop()))
 }
+
+/// A layer's weight as the L2 prefetch reads it: dense, or block-quantized as stored.
+pub enum DeviceWeight<'a> {
+    Dense(&'a Tensor),
+    Quantized(&'a candle_core::quantized::QTensor),
+}
+
+/// How decode steps warm L2 with the weights they read next: 0 off, else `PrefetchMode`'s code.
+static L2_PREFETCH: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
+/// Bytes one prefetch may cover; 0 means three quarters of the GPU's L2.
+static L2_PREFETCH_BUDGET: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Sets the L2 prefetch (`off`, `bulk`, `line`, or either with a `side-` prefix: on a second stream) and, when given, its bytes per launch; the
+/// binary reads them from `HEARTH_CUDA_L2_PREFETCH` and `HEARTH_CUDA_L2_PREFETCH_MB` (comparisons).
+pub fn set_l2_prefetch(mode: &str, budget: Option<usize>) -> Result<()> {
+    let code = match mode {
+        "off" | "0" => 0,
+        "bulk" => 1,
+        "line" => 2,
+        "side-bulk" => 5,
+        "side-line" => 6,
+        other => return Err(LayerError::Device { spec: other.into(), reason: "L2 prefetch: expected off, [side-]bulk or [side-]line".into() }),
+    };
+    L2_PREFETCH.store(code, std::sync::atomic::Ordering::Relaxed);
+    if let Some(bytes) = budget {
+        L2_PREFETCH_BUDGET.store(bytes, std::sync::atomic::Ordering::Relaxed);
+    }
+    Ok(())
+}
+
+/// Starts moving `weights` (in order, up to what L2 holds) into the GPU's L2 cache without waiting
+/// for them, so the kernels that read them next find them there; nothing on the CPU or with the
+/// prefetch off. A hint: results never depend on it.
+pub fn prefetch_l2(weights: &[DeviceWeight]) -> Result<()> {
+    #[cfg(feature = "cuda")]
+    {
+        use std::sync::atomic::Ordering::Relaxed;
+        let code = L2_PREFETCH.load(Relaxed);
+        let mode = match code & 3 {
+            1 => cuda_kernels::PrefetchMode::Bulk,
+            2 => cuda_kernels::PrefetchMode::Line,
+            _ => return Ok(()),
+        };
+        let dev = weights.iter().find_map(|w| match w {
+            DeviceWeight::Dense(t) => t.device().as_cuda_device().ok().cloned(),
+            DeviceWeight::Quantized(q) => q.device().as_cuda_device().ok().cloned(),
+        });
+        let Some(dev) = dev else { return Ok(()) };
+        let budget = match L2_PREFETCH_BUDGET.load(Relaxed) {
+            0 => cuda_kernels::l2_bytes(&dev)? / 4 * 3,
+            b => b,
+        };
+        let first = &weights[..weights.len().min(cuda_kernels::PREFETCH_MAX_RANGES)];
+        cuda_kernels::l2_prefetch(&dev, first, budget, mode, code & 4 != 0)?;
+    }
+    let _ = weights;
+    Ok(())
+}
+
+/// Ends a step's prefetches on a second stream ([`prefetch_l2`]): the device's stream waits for them,
+/// so the step can be read or its recording ended. Nothing where none ran there.
+pub fn prefetch_l2_join(device: &Device) -> Result<()> {
+    #[cfg(feature = "cuda")]
+    if let (Device::Cuda(dev), true) = (device, L2_PREFETCH.load(std::sync::atomic::Ordering::Relaxed) & 4 != 0) {
+        cuda_kernels::l2_prefetch_join(dev)?;
+    }
+    let _ = device;
+    Ok(())
+}
