@@ -81,13 +81,6 @@ fn main() -> ExitCode {
         // Decode rows over Q4_K/Q6_K weights through candle's kernels instead of hearth's (comparisons).
         hearth_layers::device::set_quant_gemv(false);
     }
-    if let Ok(mode) = std::env::var("HEARTH_CUDA_L2_PREFETCH") {
-        // How decode steps warm L2 with the weights they read next: off, bulk or line (comparisons).
-        let budget = std::env::var("HEARTH_CUDA_L2_PREFETCH_MB").ok().and_then(|mb| mb.parse::<usize>().ok()).map(|mb| mb << 20);
-        if let Err(e) = hearth_layers::device::set_l2_prefetch(&mode, budget) {
-            eprintln!("warning: HEARTH_CUDA_L2_PREFETCH: {e}");
-        }
-    }
     if let Ok(rows) = std::env::var("HEARTH_CUDA_DEQUANT_ROWS") {
         // From how many rows quantized matmuls on CUDA widen the weight to f16 for cuBLAS (comparisons).
         match rows.parse::<usize>() {

@@ -113,20 +113,6 @@ impl Linear {
             .collect()
     }
 
-    /// Starts moving these layers' device weights into the GPU's L2 cache, in order and as far as
-    /// it holds them ([`crate::device::prefetch_l2`]), for a decode step that reads them next.
-    pub fn prefetch(layers: &[&Linear]) -> Result<()> {
-        let weights: Vec<_> = layers
-            .iter()
-            .filter_map(|l| match &l.weight {
-                Weight::Dense(w) if !w.device().is_cpu() => Some(crate::device::DeviceWeight::Dense(w)),
-                Weight::Quantized(w, _) => Some(crate::device::DeviceWeight::Quantized(w)),
-                _ => None,
-            })
-            .collect();
-        crate::device::prefetch_l2(&weights)
-    }
-
     fn is_half(dtype: DType) -> bool {
         matches!(dtype, DType::BF16 | DType::F16)
     }

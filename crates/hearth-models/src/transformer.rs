@@ -226,7 +226,6 @@ impl Transformer {
             None => self.norm.forward(&x)?,
         };
         let mut logits = self.lm_head.forward(&h)?;
-        hearth_layers::device::prefetch_l2_join(&self.device)?;
         if let Some(cap) = self.config.final_logit_softcap {
             logits = ((logits / cap as f64)?.tanh()? * cap as f64)?;
         }
@@ -253,7 +252,6 @@ impl Transformer {
             None => (x.clone(), b.attn_norm.forward(x)?),
         };
         let [mut q, mut k, v] = self.project_qkv(&b.attn, &h, plan)?;
-        self.prefetch_after_qkv(layer, t)?;
         if let (Some(qn), Some(kn)) = (&b.attn.q_norm, &b.attn.k_norm) {
             q = qn.forward(&q)?;
             k = kn.forward(&k)?;

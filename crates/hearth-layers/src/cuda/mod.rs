@@ -8,10 +8,8 @@ use candle_core::cuda_backend::{CudaDType, CudaStorage, WrapErr};
 use candle_core::{CustomOp3, DType, Layout, Result, Shape, Storage, Tensor};
 
 mod dequant;
-mod prefetch;
 mod quant_gemv;
 pub use dequant::{dequantize_f16, silu_mul};
-pub use prefetch::{l2_bytes, l2_prefetch, l2_prefetch_join, PrefetchMode, MAX_RANGES as PREFETCH_MAX_RANGES};
 pub use quant_gemv::{quant_gemv, quant_gemv_takes};
 
 const DECODE_ATTENTION_PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/decode_attention.ptx"));

@@ -7,9 +7,6 @@ use candle_core::Tensor;
 use hearth_layers::quant::RowBatch;
 use hearth_layers::Linear;
 
-/// Rows of a step up to which it prefetches weights into L2 ([`Transformer::prefetch_after_qkv`]).
-const PREFETCH_MAX_ROWS: usize = 64;
-
 impl Transformer {
     /// The stacked layer of a projection group, when there is one and it pays for `rows` rows: past
     /// the device GEMV's rows, which reads the parts in one launch already.
@@ -34,20 +31,6 @@ impl Transformer {
             .try_into()
             .map_err(|_| ModelError::BadBatch("q/k/v projection returned the wrong count".into()))?;
         Ok([q.reshape((t, c.n_heads, c.head_dim))?, k.reshape((t, c.n_kv_heads, c.head_dim))?, v])
-    }
-
-    /// Starts moving what a decode step of `rows` rows reads after layer `layer`'s q/k/v into the
-    /// GPU's L2 (o, gate, up, down, then the next layer's q/k/v or the lm_head, as far as L2 holds
-    /// them), so those GEMVs read from L2 while the memory would otherwise idle under rope, the K/V
-    /// write and attention. Prompt batches read their weights at the GEMMs' pace: no prefetch.
-    pub(super) fn prefetch_after_qkv(&self, layer: usize, rows: usize) -> Result<()> {
-        let Some(b) = self.blocks.get(layer).filter(|_| rows <= PREFETCH_MAX_ROWS && !self.device.is_cpu()) else { return Ok(()) };
-        let mut next = vec![&b.attn.o, &b.mlp.gate, &b.mlp.up, &b.mlp.down];
-        match self.blocks.get(layer + 1) {
-            Some(n) => next.extend([&n.attn.q, &n.attn.k, &n.attn.v]),
-            None => next.push(&self.lm_head),
-        }
-        Ok(Linear::prefetch(&next)?)
     }
 
     /// The MLP's activated product, act(gate(h)) * up(h): one device kernel for SwiGLU where there is
