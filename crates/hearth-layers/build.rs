@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 /// Kernel sources under src/cuda/, one PTX module each.
-const KERNELS: &[&str] = &["add_norm", "argmax", "decode_attention", "dense_gemv", "dequant", "kv_write", "quant_gemv", "rope", "silu_mul"];
+const KERNELS: &[&str] = &["add_norm", "argmax", "decode_attention", "dense_gemv", "dequant", "kv_write", "quant_gemv", "rope", "silu_mul", "top_rows"];
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");

@@ -4,7 +4,7 @@
 use crate::blocks::BlockAllocator;
 use crate::events::GenerationEvent;
 use crate::metrics::EngineMetrics;
-use crate::sampling::{Sampler, SamplingParams};
+use crate::sampling::{SampleError, SampledToken, Sampler, SamplingParams};
 use crate::sequence::{Progress, Sequence};
 use crate::{EngineError, Result};
 use hearth_formats::tokenizer::Tokenizer;
@@ -87,13 +87,9 @@ pub struct EngineCore {
     metrics: Arc<EngineMetrics>,
 }
 
-/// What a step hands the samplers: every row's logits, or (plain greedy samplers only) the token
-/// the device already picked for each row.
-#[derive(Clone, Copy)]
-enum StepLogits<'a> {
-    Rows(&'a [&'a [f32]]),
-    Argmax(&'a [u32]),
-}
+/// A step's tokens the device decided, one entry per batch row: `None` for a row that does not
+/// sample this step or whose sampler reads its whole logits row on the host.
+type Picks = Vec<Option<std::result::Result<SampledToken, SampleError>>>;
 
 impl EngineCore {
     pub fn new(model: Transformer, tokenizer: Arc<Tokenizer>, eos_ids: Vec<u32>, config: EngineConfig) -> Result<Self> {
@@ -245,10 +241,12 @@ impl EngineCore {
         let t0 = std::time::Instant::now();
         let out = self.model.forward(&tokens, &batch, &self.cache)?;
         tracing::debug!(tokens = tokens.len(), seqs = batch.len(), forward_ms = t0.elapsed().as_secs_f64() * 1e3, "forward");
-        let done = match self.device_greedy(&plan, &out)? {
-            Some(ids) => self.sample_step(&plan, StepLogits::Argmax(&ids)),
+        let mut picks = self.device_picks(&plan, &out)?;
+        let undecided = plan.iter().zip(&picks).any(|(&(i, n), p)| self.running[i].pending() == n && p.is_none());
+        let done = match undecided {
             // A CPU step's logits are read in place; a GPU step's come over once (`with_host_rows`).
-            None => hearth_layers::device::with_host_rows(&out, |rows| self.sample_step(&plan, StepLogits::Rows(rows)))?,
+            true => hearth_layers::device::with_host_rows(&out, |rows| self.sample_step(&plan, &mut picks, Some(rows)))?,
+            false => self.sample_step(&plan, &mut picks, None),
         };
         for i in done.into_iter().rev() {
             let mut s = self.running.remove(i);
@@ -257,22 +255,49 @@ impl EngineCore {
         Ok(tokens.len())
     }
 
-    /// Every row's greedy token picked on the device, when the step runs on one that can and every
-    /// sequence that samples this step is plain greedy (a 64-sequence step then copies 64 ids, not
-    /// 64 logits rows); `None` means the host samples from the rows, as it does when a row held
-    /// values the host sampler rejects (it then reports them).
-    fn device_greedy(&self, plan: &[(usize, usize)], out: &candle_core::Tensor) -> Result<Option<Vec<u32>>> {
-        let samples = |&(i, n): &(usize, usize)| self.running[i].pending() == n;
-        if out.device().is_cpu() || !plan.iter().filter(|p| samples(p)).all(|&(i, _)| self.running[i].sampler.is_plain_greedy()) {
-            return Ok(None);
+    /// The tokens the device decides for the rows that sample this step, so that only ids or short
+    /// lists cross the bus instead of logits rows (64 sequences x 128k vocabulary: 33 MB a step):
+    /// every row's argmax when all those samplers are plain greedy; else each row's top list where
+    /// every sampler can decide from one ([`Sampler::top_needed`]). Rows it leaves `None` (a row
+    /// holding NaN/+inf, whose error the host reports, or a list that could not tell) are sampled
+    /// from their whole row.
+    fn device_picks(&mut self, plan: &[(usize, usize)], out: &candle_core::Tensor) -> Result<Picks> {
+        let mut picks: Picks = plan.iter().map(|_| None).collect();
+        let sampling: Vec<(usize, usize)> =
+            plan.iter().enumerate().filter(|&(_, &(i, n))| self.running[i].pending() == n).map(|(row, &(i, _))| (row, i)).collect();
+        if out.device().is_cpu() || sampling.is_empty() {
+            return Ok(picks);
         }
-        let ids = hearth_layers::device::argmax_rows(out)?;
-        Ok(ids.filter(|ids| ids.len() == plan.len() && !ids.contains(&u32::MAX)))
+        let (rows, vocab) = out.dims2()?;
+        if rows != plan.len() {
+            return Ok(picks);
+        }
+        if sampling.iter().all(|&(_, i)| self.running[i].sampler.is_plain_greedy()) {
+            if let Some(ids) = hearth_layers::device::argmax_rows(out)?.filter(|ids| ids.len() == rows) {
+                for &(row, i) in sampling.iter().filter(|&&(row, _)| ids[row] != u32::MAX) {
+                    picks[row] = Some(Ok(self.running[i].sampler.greedy_token(ids[row])));
+                }
+                return Ok(picks);
+            }
+        }
+        let most = hearth_layers::device::top_rows_max(out.device()).min(vocab.saturating_sub(1));
+        let needed: Option<Vec<usize>> = sampling.iter().map(|&(_, i)| self.running[i].sampler.top_needed(most)).collect();
+        let Some(needed) = needed else { return Ok(picks) };
+        // Penalties and EOS masks reorder a list: the longest one leaves them room to.
+        let adjusted = sampling.iter().any(|&(_, i)| self.running[i].sampler.adjusts_logits());
+        let listed = if adjusted { most } else { needed.into_iter().max().unwrap_or(1) };
+        let Some(top) = hearth_layers::device::top_rows(out, listed)? else { return Ok(picks) };
+        for &(row, i) in sampling.iter().filter(|&&(row, _)| !top.holds_non_finite(row)) {
+            let s = &mut self.running[i];
+            picks[row] = s.sampler.sample_from_top(top.ids(row), top.values(row), vocab, &s.tokens);
+        }
+        Ok(picks)
     }
 
     /// After a forward pass over `plan` (`(sequence, new tokens)` in batch order, one logits row each):
     /// advance every sequence, sample those whose prompt is done, and return the indices that finished.
-    fn sample_step(&mut self, plan: &[(usize, usize)], logits: StepLogits<'_>) -> Vec<usize> {
+    /// `picks` holds the tokens the device decided; the others come from `rows`, the step's logits.
+    fn sample_step(&mut self, plan: &[(usize, usize)], picks: &mut Picks, rows: Option<&[&[f32]]>) -> Vec<usize> {
         let mut done = Vec::new();
         let block_size = self.blocks.block_size();
         for (row, &(i, n)) in plan.iter().enumerate() {
@@ -286,9 +311,11 @@ impl EngineCore {
                 self.metrics.add_prompt_tokens(s.prompt_len);
             }
             self.metrics.add_generation_tokens(1);
-            let sampled = match logits {
-                StepLogits::Rows(rows) => s.sampler.sample(rows[row], &s.tokens),
-                StepLogits::Argmax(ids) => Ok(s.sampler.greedy_token(ids[row])),
+            let sampled = match (picks.get_mut(row).and_then(Option::take), rows) {
+                (Some(picked), _) => picked,
+                (None, Some(rows)) => s.sampler.sample(rows.get(row).copied().unwrap_or_default(), &s.tokens),
+                // The caller passes rows whenever a sampling row was left undecided.
+                (None, None) => Err(SampleError::EmptyLogits),
             };
             let progress = match sampled {
                 Ok(tok) => s.accept(tok, &self.tokenizer, self.model.config().context_length),

@@ -442,6 +442,59 @@ pub fn argmax_rows(t: &Tensor) -> Result<Option<Vec<u32>>> {
     Ok(None)
 }
 
+/// Each row's `count` largest values with their ids, best first and the lowest id first among equal
+/// values (as the host sampler orders them), picked on the device: see [`top_rows`].
+pub struct TopRows {
+    count: usize,
+    ids: Vec<u32>,
+    values: Vec<f32>,
+    bad: Vec<bool>,
+}
+
+impl TopRows {
+    pub fn rows(&self) -> usize {
+        self.bad.len()
+    }
+
+    /// Row `i`'s ids, best first; empty past the last row.
+    pub fn ids(&self, i: usize) -> &[u32] {
+        self.ids.get(i * self.count..(i + 1) * self.count).unwrap_or_default()
+    }
+
+    /// Row `i`'s values, in the order of [`Self::ids`].
+    pub fn values(&self, i: usize) -> &[f32] {
+        self.values.get(i * self.count..(i + 1) * self.count).unwrap_or_default()
+    }
+
+    /// Whether row `i` holds a NaN or +inf (its list then means nothing: read the row itself).
+    pub fn holds_non_finite(&self, i: usize) -> bool {
+        self.bad.get(i).copied().unwrap_or(true)
+    }
+}
+
+/// The largest `count` [`top_rows`] serves on `device`: 0 where it has no kernel for it.
+pub fn top_rows_max(device: &Device) -> usize {
+    #[cfg(feature = "cuda")]
+    if device.is_cuda() {
+        return cuda_kernels::TOP_ROWS_MAX;
+    }
+    let _ = device;
+    0
+}
+
+/// The `count` largest values of each row of f32 `[rows, cols]` `t` and their ids, picked on the
+/// device, so that only they cross the bus (a step whose sequences sample from their top k); `None`
+/// where the device has no kernel for it or `count` passes [`top_rows_max`] or the row length.
+pub fn top_rows(t: &Tensor, count: usize) -> Result<Option<TopRows>> {
+    #[cfg(feature = "cuda")]
+    if t.device().is_cuda() && count > 0 && count <= cuda_kernels::TOP_ROWS_MAX && count <= t.dims2()?.1 {
+        let (ids, values, bad) = cuda_kernels::top_rows(t, count)?;
+        return Ok(Some(TopRows { count, ids, values, bad }));
+    }
+    let _ = (t, count);
+    Ok(None)
+}
+
 /// Copies `[rows, cols]` `t` (any float dtype, as f32) to the host: on CUDA into a reused
 /// page-locked buffer (several times faster than a pageable copy, and no per-row vectors).
 pub fn rows_to_host(t: &Tensor) -> Result<HostRows> {

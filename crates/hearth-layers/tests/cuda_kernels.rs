@@ -449,6 +449,50 @@ fn argmax_rows_matches_the_host_rule() {
     }
 }
 
+/// The device's top lists against a full host sort in the sampler's order (value by f32::total_cmp,
+/// best first, the lowest id first among equals): on rows with ties straddling the cut, ties spread
+/// across the kernel's threads, -inf masks, +0 / -0, and NaN / +inf rows flagged.
+#[test]
+fn top_rows_match_a_host_sort() {
+    let gpu = hearth_layers::select_device(DeviceSpec::Cuda(0)).expect("a CUDA device");
+    for (cols, count) in [(1usize, 1usize), (7, 7), (300, 256), (1025, 40), (128_256, 256), (262_144, 64), (151_936, 1)] {
+        let mut rows: Vec<Vec<f32>> = (0..4u64).map(|r| noise(cols, cols as u64 * 31 + r)).collect();
+        // Row 1: values quantized to 1/8, so many ties, some straddling the cut.
+        rows[1].iter_mut().for_each(|x| *x = (*x * 8.0).round() / 8.0);
+        // Row 2: half masked, zeros of both signs.
+        rows[2].iter_mut().step_by(2).for_each(|x| *x = f32::NEG_INFINITY);
+        rows[2].iter_mut().skip(1).step_by(7).for_each(|x| *x = 0.0);
+        rows[2].iter_mut().skip(3).step_by(7).for_each(|x| *x = -0.0);
+        // Row 3: one value repeated at ids on different threads' strides, above everything else.
+        for at in [cols / 3, cols / 2, cols - 1, 0] {
+            rows[3][at] = 3.0;
+        }
+        let mut nan = noise(cols, 91);
+        nan[cols / 2] = f32::NAN;
+        rows.push(nan);
+        let mut inf = noise(cols, 92);
+        inf[cols - 1] = f32::INFINITY;
+        rows.push(inf);
+        let n = rows.len();
+        let t = Tensor::from_vec(rows.concat(), (n, cols), &gpu).expect("logits");
+        let got = hearth_layers::device::top_rows(&t, count).expect("kernel").expect("a CUDA kernel");
+        assert_eq!(got.rows(), n);
+        for (r, row) in rows.iter().enumerate() {
+            let bad = row.iter().any(|x| x.is_nan() || *x == f32::INFINITY);
+            assert_eq!(got.holds_non_finite(r), bad, "{cols} columns, row {r}: flag");
+            if bad {
+                continue;
+            }
+            let mut order: Vec<u32> = (0..cols as u32).collect();
+            order.sort_by(|&a, &b| row[b as usize].total_cmp(&row[a as usize]).then(a.cmp(&b)));
+            let want_values: Vec<u32> = order[..count].iter().map(|&i| row[i as usize].to_bits()).collect();
+            let got_values: Vec<u32> = got.values(r).iter().map(|v| v.to_bits()).collect();
+            assert_eq!(got.ids(r), &order[..count], "{cols} columns, row {r}: ids");
+            assert_eq!(got_values, want_values, "{cols} columns, row {r}: values");
+        }
+    }
+}
+
 /// A prompt-sized batch through a block-quantized weight (dequantized to f16, one library matmul)
 /// against an f64 host product of the f16-rounded activations and the host's dequantized weight.
 /// Below the row threshold the quantized kernels keep the call (`None`).

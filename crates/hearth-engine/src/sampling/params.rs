@@ -103,6 +103,12 @@ impl SamplingParams {
             || self.frequency_penalty != 0.0
     }
 
+    /// True when no penalty can raise a logit (a repeat penalty of at least 1, presence and frequency
+    /// penalties of at least 0): a token's penalised logit is then at most its raw one.
+    pub(crate) fn penalties_only_lower(&self) -> bool {
+        self.repeat_penalty >= 1.0 && self.presence_penalty >= 0.0 && self.frequency_penalty >= 0.0
+    }
+
     /// Checks every field's range; the error names the first offending field.
     pub fn validate(&self) -> Result<(), SamplingParamsError> {
         check_f32(

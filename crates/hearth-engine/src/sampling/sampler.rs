@@ -7,7 +7,7 @@ use thiserror::Error;
 use super::candidates::{argmax, Candidate, CandidateSet};
 use super::logprobs::{log_sum_exp, top_logprobs};
 use super::params::{SamplingParams, SamplingParamsError};
-use super::penalties::apply_penalties;
+use super::penalties::{apply_penalties, LogitsById, SortedById, Vocabulary};
 
 /// One sampled token.
 #[derive(Debug, Clone, PartialEq)]
@@ -158,11 +158,62 @@ impl Sampler {
                 .zip(logits)
                 .map(|(id, &logit)| Candidate { id, logit }),
         );
-        apply_penalties(candidates, history, &self.params, &mut scratch.history);
+        apply_penalties(&mut Vocabulary(candidates), history, &self.params, &mut scratch.history);
         if self.params.ignore_eos {
-            mask_tokens(candidates, &self.eos_ids);
+            mask_tokens(&mut Vocabulary(candidates), &self.eos_ids);
         }
         self.choose(candidates)
+    }
+
+    /// True when penalties or EOS masking change logits before the choice.
+    pub fn adjusts_logits(&self) -> bool {
+        self.params.has_penalties() || self.params.ignore_eos
+    }
+
+    /// How many of a row's most likely logits [`Sampler::sample_from_top`] needs to decide this
+    /// sampler's next token (`listed`, the most a device lists, caps it); `None` when no such list
+    /// can: no top-k cut (top-p and the draw then see the whole vocabulary), penalties that may raise
+    /// a logit, or log-probabilities asked for (they need the whole row's normaliser).
+    pub fn top_needed(&self, listed: usize) -> Option<usize> {
+        if self.params.logprobs.is_some() || !self.params.penalties_only_lower() {
+            return None;
+        }
+        let keep = if self.is_greedy() { 1 } else { self.params.top_k };
+        (1..=listed).contains(&keep).then_some(keep)
+    }
+
+    /// Samples from a row's `ids.len()` most likely raw logits (`ids` with their `logits`, best
+    /// first and the lowest id first among equals, as a device lists them; the row has `vocab`
+    /// entries) the token the whole row would give, with the same draw from the generator. `None`,
+    /// with the generator untouched, when the list cannot tell: see [`Sampler::top_needed`], and
+    /// penalties or EOS masking that pushed the kept candidates down to the list's last value,
+    /// where tokens outside the list may tie or rank above them.
+    pub fn sample_from_top(&mut self, ids: &[u32], logits: &[f32], vocab: usize, history: &[u32]) -> Option<Result<SampledToken, SampleError>> {
+        let keep = self.top_needed(ids.len())?;
+        if ids.len() != logits.len() || vocab <= ids.len() || logits.iter().any(|l| l.is_nan() || *l == f32::INFINITY) {
+            return None;
+        }
+        // Everything outside the list is at most this (raw, and penalties here only lower).
+        let floor = logits.last().copied().unwrap_or(f32::NEG_INFINITY);
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let candidates = &mut scratch.candidates;
+        candidates.clear();
+        candidates.extend(ids.iter().zip(logits).map(|(&id, &logit)| Candidate { id, logit }));
+        let adjusted = self.adjusts_logits();
+        if adjusted {
+            candidates.sort_unstable_by_key(|c| c.id);
+            apply_penalties(&mut SortedById(candidates), history, &self.params, &mut scratch.history);
+            if self.params.ignore_eos {
+                mask_tokens(&mut SortedById(candidates), &self.eos_ids);
+            }
+            // The host's top-k returns its survivors best first; so must a list the cut keeps whole.
+            candidates.sort_unstable_by(super::candidates::best_first);
+        }
+        candidates.retain(|c| c.logit > f32::NEG_INFINITY);
+        let decided = !adjusted || floor == f32::NEG_INFINITY || candidates.get(keep - 1).is_some_and(|c| c.logit > floor);
+        let chosen = decided.then(|| self.choose(candidates));
+        self.scratch = scratch;
+        Some(chosen?.map(|id| SampledToken { id, logprob: None, top_logprobs: Vec::new() }))
     }
 
     fn choose(&mut self, candidates: &mut Vec<Candidate>) -> Result<u32, SampleError> {
@@ -233,10 +284,10 @@ fn argmax_of(logits: &[f32]) -> Option<u32> {
     best.map(|(id, _)| id)
 }
 
-fn mask_tokens(candidates: &mut [Candidate], ids: &[u32]) {
+fn mask_tokens(candidates: &mut impl LogitsById, ids: &[u32]) {
     for &id in ids {
-        if let Some(candidate) = candidates.get_mut(id as usize) {
-            candidate.logit = f32::NEG_INFINITY;
+        if let Some(logit) = candidates.logit_mut(id) {
+            *logit = f32::NEG_INFINITY;
         }
     }
 }

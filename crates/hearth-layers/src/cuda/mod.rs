@@ -9,8 +9,10 @@ use candle_core::{CustomOp3, DType, Layout, Result, Shape, Storage, Tensor};
 
 mod dequant;
 mod quant_gemv;
+mod top_rows;
 pub use dequant::{dequantize_f16, silu_mul};
 pub use quant_gemv::{quant_gemv, quant_gemv_takes};
+pub use top_rows::{top_rows, TOP_ROWS_MAX};
 
 const DECODE_ATTENTION_PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/decode_attention.ptx"));
 

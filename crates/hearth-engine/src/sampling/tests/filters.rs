@@ -3,7 +3,7 @@
 use proptest::prelude::*;
 
 use crate::sampling::candidates::{Candidate, CandidateSet};
-use crate::sampling::penalties::apply_penalties;
+use crate::sampling::penalties::{apply_penalties, Vocabulary};
 use crate::sampling::SamplingParams;
 
 /// Candidates with logits `ln(p)`, listed in a scrambled id order so that no filter can rely on
@@ -148,7 +148,7 @@ fn penalised(logits: &[f32], history: &[u32], params: &SamplingParams) -> Vec<f3
         .zip(logits)
         .map(|(id, &logit)| Candidate { id, logit })
         .collect();
-    apply_penalties(&mut items, history, params, &mut Vec::new());
+    apply_penalties(&mut Vocabulary(&mut items), history, params, &mut Vec::new());
     items.iter().map(|c| c.logit).collect()
 }
 

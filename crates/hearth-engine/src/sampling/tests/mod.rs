@@ -5,3 +5,4 @@ mod filters;
 mod params;
 mod sampler;
 mod stop;
+mod top_list;
