@@ -47,7 +47,14 @@ bench)
     n=$(basename "$f")
     echo "=== $n"
     "$H" bench engine "$f" --device cuda --reps 3 2>&1 | tee "$R/hearth-engine-$n.txt" | grep -E "hearth "
+    # Every logit row copied to the host each step, as llama-batched-bench's decode calls do; then
+    # only each row's pick, as the engine steps when its sequences sample greedily or from a top k.
+    echo "--- hearth batched, logits copied"
     "$H" bench batched "$f" --device cuda --seqs 1,8,32,64 --pp 512 --tg 128 2>&1 | tee "$R/hearth-batched-$n.txt" | grep -E "^\| +[0-9]"
+    echo "--- hearth batched, picks on the device"
+    "$H" bench batched "$f" --device cuda --seqs 1,8,32,64 --pp 512 --tg 128 --greedy-on-device 2>&1 | tee "$R/hearth-batched-picks-$n.txt" | grep -E "^\| +[0-9]"
+    echo "--- hearth batched, 256-entry top lists from the device (sampling with penalties)"
+    "$H" bench batched "$f" --device cuda --seqs 1,8,32,64 --pp 512 --tg 128 --top-on-device 256 2>&1 | tee "$R/hearth-batched-top-$n.txt" | grep -E "^\| +[0-9]"
     case "$f" in *.gguf)
       "$LL/llama-bench" -m "$f" -p 512 -n 128 -r 3 -ngl 99 -fa 1 -o md 2>/dev/null | tee "$R/llama-bench-$n.txt" | grep -E "pp512|tg128"
       "$LL/llama-batched-bench" -m "$f" -c 41984 -b 2048 -ub 512 -npp 512 -ntg 128 -npl 1,8,32,64 -ngl 99 -fa 1 2>/dev/null \

@@ -41,6 +41,11 @@ pub struct BatchedArgs {
     /// llama-batched-bench's decode calls do).
     #[arg(long)]
     pub greedy_on_device: bool,
+    /// Copy only each row's N most likely logits, listed on the device, as the engine does when its
+    /// sequences sample from a top k (it lists 256 when penalties apply); overrides
+    /// --greedy-on-device.
+    #[arg(long)]
+    pub top_on_device: Option<usize>,
 }
 
 pub fn run(args: BatchedArgs) -> Result<()> {
@@ -73,7 +78,11 @@ pub fn run(args: BatchedArgs) -> Result<()> {
     if !device.is_cpu() {
         println!("decode graphs: {}", loaded.model.graph_status());
     }
-    let copied = if args.greedy_on_device { "greedy ids to host" } else { "logits to host" };
+    let copied = match (args.top_on_device, args.greedy_on_device) {
+        (Some(_), _) => "top lists to host",
+        (None, true) => "greedy ids to host",
+        (None, false) => "logits to host",
+    };
     for (n, [call, wait, copy]) in splits.iter().filter(|_| args.breakdown) {
         println!("{n} sequences, ms per step: forward call {call:.3}, device wait {wait:.3}, {copied} {copy:.3}");
     }
@@ -111,7 +120,11 @@ fn decode_rate(model: &Transformer, n: usize, args: &BatchedArgs) -> Result<(f64
         let t2 = Instant::now();
         // The logits reach the host as an engine step's do (llama-batched-bench copies them too), or
         // only the greedy ids where the device picks them.
-        let picked = if args.greedy_on_device { hearth_layers::device::argmax_rows(&logits)? } else { None };
+        let picked = match args.top_on_device {
+            Some(n) => hearth_layers::device::top_rows(&logits, n)?.map(|_| ()),
+            None if args.greedy_on_device => hearth_layers::device::argmax_rows(&logits)?.map(|_| ()),
+            None => None,
+        };
         if picked.is_none() {
             hearth_layers::device::with_host_rows(&logits, |_| ())?;
         }
