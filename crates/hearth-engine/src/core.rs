@@ -243,11 +243,11 @@ impl EngineCore {
         tracing::debug!(tokens = tokens.len(), seqs = batch.len(), forward_ms = t0.elapsed().as_secs_f64() * 1e3, "forward");
         let mut picks = self.device_picks(&plan, &out)?;
         let undecided = plan.iter().zip(&picks).any(|(&(i, n), p)| self.running[i].pending() == n && p.is_none());
-        let done = match undecided {
+        if undecided {
             // A CPU step's logits are read in place; a GPU step's come over once (`with_host_rows`).
-            true => hearth_layers::device::with_host_rows(&out, |rows| self.sample_step(&plan, &mut picks, Some(rows)))?,
-            false => self.sample_step(&plan, &mut picks, None),
-        };
+            hearth_layers::device::with_host_rows(&out, |rows| self.sample_rows(&plan, &mut picks, rows))?;
+        }
+        let done = self.sample_step(&plan, &mut picks);
         for i in done.into_iter().rev() {
             let mut s = self.running.remove(i);
             self.blocks.release(&mut s.block_table);
@@ -294,10 +294,32 @@ impl EngineCore {
         Ok(picks)
     }
 
+    /// Samples every row that samples this step and has no pick yet from its logits row, the
+    /// sequences in parallel: each has its own generator, so no token depends on the order, and a
+    /// 64-sequence step no longer waits on 64 whole-vocabulary samplings one after another.
+    fn sample_rows(&mut self, plan: &[(usize, usize)], picks: &mut Picks, rows: &[&[f32]]) {
+        use rayon::prelude::*;
+        let mut row_of = vec![None; self.running.len()];
+        for (row, &(i, n)) in plan.iter().enumerate() {
+            if picks.get(row).is_some_and(Option::is_none) && self.running.get(i).is_some_and(|s| s.pending() == n) {
+                row_of[i] = Some(row);
+            }
+        }
+        let sampled: Vec<(usize, std::result::Result<SampledToken, SampleError>)> = self
+            .running
+            .par_iter_mut()
+            .zip(row_of)
+            .filter_map(|(s, row)| row.map(|row| (row, s.sampler.sample(rows.get(row).copied().unwrap_or_default(), &s.tokens))))
+            .collect();
+        for (row, token) in sampled {
+            picks[row] = Some(token);
+        }
+    }
+
     /// After a forward pass over `plan` (`(sequence, new tokens)` in batch order, one logits row each):
     /// advance every sequence, sample those whose prompt is done, and return the indices that finished.
-    /// `picks` holds the tokens the device decided; the others come from `rows`, the step's logits.
-    fn sample_step(&mut self, plan: &[(usize, usize)], picks: &mut Picks, rows: Option<&[&[f32]]>) -> Vec<usize> {
+    /// `picks` holds every sampling row's token ([`Self::device_picks`], then [`Self::sample_rows`]).
+    fn sample_step(&mut self, plan: &[(usize, usize)], picks: &mut Picks) -> Vec<usize> {
         let mut done = Vec::new();
         let block_size = self.blocks.block_size();
         for (row, &(i, n)) in plan.iter().enumerate() {
@@ -311,12 +333,8 @@ impl EngineCore {
                 self.metrics.add_prompt_tokens(s.prompt_len);
             }
             self.metrics.add_generation_tokens(1);
-            let sampled = match (picks.get_mut(row).and_then(Option::take), rows) {
-                (Some(picked), _) => picked,
-                (None, Some(rows)) => s.sampler.sample(rows.get(row).copied().unwrap_or_default(), &s.tokens),
-                // The caller passes rows whenever a sampling row was left undecided.
-                (None, None) => Err(SampleError::EmptyLogits),
-            };
+            // Every sampling row has a pick: from the device, else from `sample_rows`.
+            let sampled = picks.get_mut(row).and_then(Option::take).unwrap_or(Err(SampleError::EmptyLogits));
             let progress = match sampled {
                 Ok(tok) => s.accept(tok, &self.tokenizer, self.model.config().context_length),
                 Err(e) => s.fail(format!("sampling failed: {e}")),
