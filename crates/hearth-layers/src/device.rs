@@ -484,10 +484,11 @@ pub fn top_rows_max(device: &Device) -> usize {
 
 /// The `count` largest values of each row of f32 `[rows, cols]` `t` and their ids, picked on the
 /// device, so that only they cross the bus (a step whose sequences sample from their top k); `None`
-/// where the device has no kernel for it or `count` passes [`top_rows_max`] or the row length.
+/// where the device has no kernel for it, or none for this count and row length (past
+/// [`top_rows_max`], the row length, or 512k values at a count of 256).
 pub fn top_rows(t: &Tensor, count: usize) -> Result<Option<TopRows>> {
     #[cfg(feature = "cuda")]
-    if t.device().is_cuda() && count > 0 && count <= cuda_kernels::TOP_ROWS_MAX && count <= t.dims2()?.1 {
+    if t.device().is_cuda() && cuda_kernels::top_rows_takes(t.dims2()?.1, count) {
         let (ids, values, bad) = cuda_kernels::top_rows(t, count)?;
         return Ok(Some(TopRows { count, ids, values, bad }));
     }

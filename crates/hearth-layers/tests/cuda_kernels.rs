@@ -412,6 +412,15 @@ fn dense_gemv_matches_a_host_product() {
     }
 }
 
+/// Two rows a kernel must flag for the host: one with a NaN in the middle, one ending in +inf.
+fn non_finite_rows(cols: usize, seed: u64) -> [Vec<f32>; 2] {
+    let mut nan = noise(cols, seed);
+    nan[cols / 2] = f32::NAN;
+    let mut inf = noise(cols, seed + 1);
+    inf[cols - 1] = f32::INFINITY;
+    [nan, inf]
+}
+
 /// The device's greedy pick against the host's rule (first index of the largest value), on rows with
 /// ties spread across the kernel's threads, -inf masks, and rows the host must see (NaN, +inf, all
 /// -inf) marked `u32::MAX`.
@@ -426,12 +435,7 @@ fn argmax_rows_matches_the_host_rule() {
         }
         rows[2].iter_mut().step_by(2).for_each(|x| *x = f32::NEG_INFINITY);
         rows.push(vec![f32::NEG_INFINITY; cols]);
-        let mut nan = noise(cols, 77);
-        nan[cols / 2] = f32::NAN;
-        rows.push(nan);
-        let mut inf = noise(cols, 78);
-        inf[cols - 1] = f32::INFINITY;
-        rows.push(inf);
+        rows.extend(non_finite_rows(cols, 77));
         let want: Vec<u32> = rows
             .iter()
             .map(|row| {
@@ -455,7 +459,8 @@ fn argmax_rows_matches_the_host_rule() {
 #[test]
 fn top_rows_match_a_host_sort() {
     let gpu = hearth_layers::select_device(DeviceSpec::Cuda(0)).expect("a CUDA device");
-    for (cols, count) in [(1usize, 1usize), (7, 7), (300, 256), (1025, 40), (128_256, 256), (262_144, 64), (151_936, 1)] {
+    // One slice, several, a last slice shorter than the list (8,292 and 16,400 values), a full one.
+    for (cols, count) in [(1usize, 1usize), (7, 7), (300, 256), (1025, 40), (8292, 256), (16_400, 200), (128_256, 256), (262_144, 64), (151_936, 1)] {
         let mut rows: Vec<Vec<f32>> = (0..4u64).map(|r| noise(cols, cols as u64 * 31 + r)).collect();
         // Row 1: values quantized to 1/8, so many ties, some straddling the cut.
         rows[1].iter_mut().for_each(|x| *x = (*x * 8.0).round() / 8.0);
@@ -467,12 +472,7 @@ fn top_rows_match_a_host_sort() {
         for at in [cols / 3, cols / 2, cols - 1, 0] {
             rows[3][at] = 3.0;
         }
-        let mut nan = noise(cols, 91);
-        nan[cols / 2] = f32::NAN;
-        rows.push(nan);
-        let mut inf = noise(cols, 92);
-        inf[cols - 1] = f32::INFINITY;
-        rows.push(inf);
+        rows.extend(non_finite_rows(cols, 91));
         let n = rows.len();
         let t = Tensor::from_vec(rows.concat(), (n, cols), &gpu).expect("logits");
         let got = hearth_layers::device::top_rows(&t, count).expect("kernel").expect("a CUDA kernel");

@@ -12,7 +12,7 @@ mod quant_gemv;
 mod top_rows;
 pub use dequant::{dequantize_f16, silu_mul};
 pub use quant_gemv::{quant_gemv, quant_gemv_takes};
-pub use top_rows::{top_rows, TOP_ROWS_MAX};
+pub use top_rows::{top_rows, top_rows_takes, TOP_ROWS_MAX};
 
 const DECODE_ATTENTION_PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/decode_attention.ptx"));
 

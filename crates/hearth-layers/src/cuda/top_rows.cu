@@ -1,19 +1,24 @@
 // The `count` largest values of each f32 row with their ids, best first and the lowest id first among
 // equal values (the host sampler's order, f32::total_cmp), so a sampling step that keeps only its
 // top k copies count pairs per sequence instead of the logits row (64 sequences x 128k vocabulary:
-// 33 MB, 0.7 ms a step on the H100's bus). One block per row:
-//   1. radix select, 8 bits a pass from the top: the exact count-th largest key T, and how many of
-//      the values equal to T belong to the top (rank);
-//   2. one pass collecting every value above T and those equal to it: all of them unless ties straddle
-//      the cut, when a slower pass in id order takes the first `rank` (the lowest ids, as the host);
-//   3. a bitonic sort of the collected pairs.
-// Output, one buffer of u32 for one copy back: rows x count logits (f32 bits), rows x count ids, then
+// 33 MB, 0.7 ms a step on the H100's bus).
+//
+// A value and its id are one 64-bit rank, (order key << 32) | ~id: ranks are unique and order as the
+// host does, so selecting the `count` largest ranks needs no tie rule. Two launches:
+//   top_slices: a block per 8192-value slice of a row holds its ranks in registers and radix-selects
+//     the slice's `count` largest (8 bits a pass, from the top);
+//   top_merge: a block per row selects the `count` largest of its slices' lists the same way, sorts
+//     them, and writes the values and ids.
+// Output, one buffer of u32 for one copy back: rows x count values (f32 bits), rows x count ids, then
 // one flag a row: 1 where the row holds NaN or +inf (the host samples it from the full row and reports
 // the value, as before).
 #define THREADS 1024
-#define WARPS (THREADS / 32)
 #define TOP_MAX 256
-#define UNROLL 8
+#define SLICE_PER_THREAD 8
+#define SLICE (THREADS * SLICE_PER_THREAD)
+#define MERGE_PER_THREAD 16
+
+typedef unsigned long long rank_t;
 
 // Unsigned keys in the order of f32::total_cmp for every non-NaN value (-0 below +0).
 __device__ __forceinline__ unsigned int order_key(float v) {
@@ -21,27 +26,16 @@ __device__ __forceinline__ unsigned int order_key(float v) {
   return (b & 0x80000000u) ? ~b : (b | 0x80000000u);
 }
 
-// Adds each key of the row matching `prefix` under `mask` to its bin of 8 bits at `shift`.
-__device__ void histogram(const float* row, int cols, unsigned int prefix, unsigned int mask, int shift, unsigned int* hist, int* bad) {
-  for (int base = threadIdx.x; base < cols; base += THREADS * UNROLL) {
-    float v[UNROLL];
-#pragma unroll
-    for (int u = 0; u < UNROLL; u++) {
-      const int i = base + u * THREADS;
-      v[u] = i < cols ? row[i] : -INFINITY;
-    }
-#pragma unroll
-    for (int u = 0; u < UNROLL; u++) {
-      if (base + u * THREADS >= cols) break;
-      if (isnan(v[u]) || v[u] == INFINITY) *bad = 1;
-      const unsigned int key = order_key(v[u]);
-      if ((key & mask) == prefix) atomicAdd(&hist[(key >> shift) & 255u], 1u);
-    }
-  }
+__device__ __forceinline__ rank_t rank_of(float v, unsigned int id) {
+  return ((rank_t)order_key(v) << 32) | (0xffffffffu - id);
 }
 
-// Warp 0: the bin holding the `need`-th largest key, counting from bin 255 down; `need` becomes the
-// rank within that bin, and `in_bin` its count.
+__device__ __forceinline__ unsigned int id_of(rank_t r) {
+  return 0xffffffffu - (unsigned int)(r & 0xffffffffu);
+}
+
+// Warp 0: the bin holding the `need`-th largest rank, counting from bin 255 down; `need` becomes the
+// rank within that bin, and `in_bin` that bin's count.
 __device__ void pick_bin(const unsigned int* hist, unsigned int* need, unsigned int* bin, unsigned int* in_bin) {
   const int lane = threadIdx.x;
   unsigned int sum = 0;  // lane l covers bins 255 - 8l down to 248 - 8l
@@ -71,114 +65,115 @@ __device__ void pick_bin(const unsigned int* hist, unsigned int* need, unsigned 
   }
 }
 
-// The block's exclusive prefix count of `flag` in thread order, and the block's total.
-__device__ unsigned int block_prefix(bool flag, unsigned int* warp_counts, unsigned int* total) {
-  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
-  const unsigned int ballot = __ballot_sync(0xffffffffu, flag);
-  if (lane == 0) warp_counts[warp] = __popc(ballot);
-  __syncthreads();
-  unsigned int before = 0, all = 0;
-  for (int w = 0; w < WARPS; w++) {
-    if (w < warp) before += warp_counts[w];
-    all += warp_counts[w];
-  }
-  *total = all;
-  return before + __popc(ballot & ((1u << lane) - 1u));
-}
-
-__device__ __forceinline__ unsigned long long pair_of(unsigned int key, int id) {
-  return ((unsigned long long)key << 32) | (0xffffffffu - (unsigned int)id);
-}
-
-// Every value at or above key `threshold` into `pairs`, in any order (the sort orders them).
-__device__ void collect_all(const float* row, int cols, unsigned int threshold, unsigned long long* pairs, unsigned int* filled) {
-  for (int base = threadIdx.x; base < cols; base += THREADS * UNROLL) {
-    float v[UNROLL];
-#pragma unroll
-    for (int u = 0; u < UNROLL; u++) {
-      const int i = base + u * THREADS;
-      v[u] = i < cols ? row[i] : -INFINITY;
-    }
-#pragma unroll
-    for (int u = 0; u < UNROLL; u++) {
-      const int i = base + u * THREADS;
-      const unsigned int key = order_key(v[u]);
-      if (i < cols && key >= threshold) pairs[atomicAdd(filled, 1u)] = pair_of(key, i);
-    }
-  }
-}
-
-// Ties straddle the cut: every value above `threshold`, and the first `equal_wanted` equal to it in
-// id order, after the `above_slots` slots for the others. One block-wide count per 1024 ids.
-__device__ void collect_in_order(const float* row, int cols, unsigned int threshold, unsigned int equal_wanted, unsigned int above_slots,
-                                 unsigned long long* pairs, unsigned int* above, unsigned int* taken, unsigned int* warp_counts) {
-  for (int base = 0; base < cols; base += THREADS) {
-    const int i = base + threadIdx.x;
-    const unsigned int key = i < cols ? order_key(row[i]) : 0u;
-    const bool is_above = i < cols && key > threshold, is_equal = i < cols && key == threshold;
-    if (is_above) pairs[atomicAdd(above, 1u)] = pair_of(key, i);
-    unsigned int chunk_equal;
-    const unsigned int rank = *taken + block_prefix(is_equal, warp_counts, &chunk_equal);
-    if (is_equal && rank < equal_wanted) pairs[above_slots + rank] = pair_of(key, i);
-    __syncthreads();
-    if (threadIdx.x == 0) *taken += chunk_equal;
-    __syncthreads();
-  }
-}
-
-extern "C" __global__ void __launch_bounds__(THREADS) top_rows(
-    const float* __restrict__ x, int cols, int count, unsigned int* __restrict__ out) {
-  const size_t top_values = (size_t)gridDim.x * count;
-  float* out_logits = (float*)out;
-  unsigned int* out_ids = out + top_values;
-  unsigned int* bad_rows = out + 2 * top_values;
-  const float* row = x + (size_t)blockIdx.x * cols;
+// The smallest of the block's `count` largest ranks (every thread holds N, 0 for none; count no more
+// than the nonzero ones): radix select from the top, stopping once a bin is taken whole.
+template <int N>
+__device__ rank_t select_threshold(const rank_t (&r)[N], unsigned int count) {
   __shared__ unsigned int hist[256];
-  __shared__ unsigned int need, bin, in_bin, above, taken;
-  __shared__ int bad;
-  __shared__ unsigned int warp_counts[WARPS];
-  __shared__ unsigned long long pairs[TOP_MAX];
-  if (threadIdx.x == 0) { need = count; bad = 0; above = 0; taken = 0; }
-  unsigned int prefix = 0, mask = 0;
-  for (int shift = 24; shift >= 0; shift -= 8) {
+  __shared__ unsigned int need, bin, in_bin;
+  if (threadIdx.x == 0) need = count;
+  rank_t prefix = 0, mask = 0;
+  for (int shift = 56; shift >= 0; shift -= 8) {
     for (int b = threadIdx.x; b < 256; b += THREADS) hist[b] = 0;
     __syncthreads();
-    histogram(row, cols, prefix, mask, shift, hist, &bad);
+#pragma unroll
+    for (int u = 0; u < N; u++) {
+      if ((r[u] & mask) == prefix) atomicAdd(&hist[(r[u] >> shift) & 255u], 1u);
+    }
     __syncthreads();
     if (threadIdx.x < 32) pick_bin(hist, &need, &bin, &in_bin);
     __syncthreads();
-    prefix |= bin << shift;
-    mask |= 255u << shift;
+    prefix |= (rank_t)bin << shift;
+    mask |= (rank_t)255 << shift;
+    // Every rank of this bin is in: the threshold is the bin's lowest possible rank.
+    if (need == in_bin) break;
+    __syncthreads();
   }
-  // prefix is now the count-th largest key T; `need` of the `in_bin` values equal to T are in the top.
-  if (need == in_bin) {
-    collect_all(row, cols, prefix, pairs, &above);
-  } else {
-    collect_in_order(row, cols, prefix, need, count - need, pairs, &above, &taken, warp_counts);
+  return prefix;
+}
+
+// Writes the ranks at or above `threshold` (exactly `count` of them) to out[0..count) in any order.
+template <int N>
+__device__ void collect(const rank_t (&r)[N], rank_t threshold, rank_t* out) {
+  __shared__ unsigned int filled;
+  if (threadIdx.x == 0) filled = 0;
+  __syncthreads();
+#pragma unroll
+  for (int u = 0; u < N; u++) {
+    if (r[u] != 0 && r[u] >= threshold) out[atomicAdd(&filled, 1u)] = r[u];
   }
+}
+
+// Each slice's `count` largest ranks, unordered, at pairs[(row * slices + slice) * count]; a slice
+// of no more than `count` values writes all of them, then zeros. bad[row] |= 1 for NaN or +inf.
+extern "C" __global__ void __launch_bounds__(THREADS) top_slices(
+    const float* __restrict__ x, int cols, int count, rank_t* __restrict__ pairs, unsigned int* __restrict__ bad) {
+  const int slice = blockIdx.x, row = blockIdx.y;
+  const float* values = x + (size_t)row * cols;
+  const int start = slice * SLICE;
+  const int valid = min(SLICE, cols - start);
+  rank_t r[SLICE_PER_THREAD];
+  int flagged = 0;
+#pragma unroll
+  for (int u = 0; u < SLICE_PER_THREAD; u++) {
+    const int j = u * THREADS + threadIdx.x;
+    const float v = j < valid ? values[start + j] : -INFINITY;
+    flagged |= isnan(v) || v == INFINITY;
+    r[u] = j < valid ? rank_of(v, (unsigned int)(start + j)) : 0;
+  }
+  if (__syncthreads_or(flagged) && threadIdx.x == 0) atomicOr(&bad[row], 1u);
+  rank_t* out = pairs + ((size_t)row * gridDim.x + slice) * count;
+  if (valid <= count) {
+#pragma unroll
+    for (int u = 0; u < SLICE_PER_THREAD; u++) {
+      const int j = u * THREADS + threadIdx.x;
+      if (j < count) out[j] = r[u];
+    }
+    return;
+  }
+  collect(r, select_threshold(r, count), out);
+}
+
+// Each row's `count` largest of its slices' lists, sorted best first, into the output buffer.
+extern "C" __global__ void __launch_bounds__(THREADS) top_merge(
+    const float* __restrict__ x, int cols, int count, int slices, const rank_t* __restrict__ pairs,
+    const unsigned int* __restrict__ bad, unsigned int* __restrict__ out) {
+  const int row = blockIdx.x;
+  const rank_t* listed = pairs + (size_t)row * slices * count;
+  const int n = slices * count;
+  rank_t r[MERGE_PER_THREAD];
+#pragma unroll
+  for (int u = 0; u < MERGE_PER_THREAD; u++) {
+    const int j = u * THREADS + threadIdx.x;
+    r[u] = j < n ? listed[j] : 0;
+  }
+  __shared__ rank_t top[TOP_MAX];
+  collect(r, select_threshold(r, count), top);
+  // Bitonic sort, descending, over the next power of two (zeros fill the rest and sort last).
+  int size2 = 1;
+  while (size2 < count) size2 <<= 1;
   __syncthreads();
-  // Bitonic sort, descending: a larger key first, then a larger (0xffffffff - id), i.e. a lower id.
-  int n = 1;
-  while (n < count) n <<= 1;
-  for (int i = count + threadIdx.x; i < n; i += THREADS) pairs[i] = 0ull;
+  for (int i = count + threadIdx.x; i < size2; i += THREADS) top[i] = 0;
   __syncthreads();
-  for (int size = 2; size <= n; size <<= 1) {
+  for (int size = 2; size <= size2; size <<= 1) {
     for (int stride = size >> 1; stride > 0; stride >>= 1) {
-      for (int i = threadIdx.x; i < n; i += THREADS) {
+      for (int i = threadIdx.x; i < size2; i += THREADS) {
         const int j = i ^ stride;
         if (j > i) {
           const bool descending = (i & size) == 0;
-          const unsigned long long a = pairs[i], b = pairs[j];
-          if ((a < b) == descending) { pairs[i] = b; pairs[j] = a; }
+          const rank_t a = top[i], b = top[j];
+          if ((a < b) == descending) { top[i] = b; top[j] = a; }
         }
       }
       __syncthreads();
     }
   }
+  const size_t top_values = (size_t)gridDim.x * count;
+  const float* values = x + (size_t)row * cols;
   for (int i = threadIdx.x; i < count; i += THREADS) {
-    const unsigned int id = 0xffffffffu - (unsigned int)(pairs[i] & 0xffffffffu);
-    out_ids[(size_t)blockIdx.x * count + i] = id;
-    out_logits[(size_t)blockIdx.x * count + i] = row[id];
+    const unsigned int id = id_of(top[i]);
+    out[(size_t)row * count + i] = __float_as_uint(values[id]);
+    out[top_values + (size_t)row * count + i] = id;
   }
-  if (threadIdx.x == 0) bad_rows[blockIdx.x] = bad;
+  if (threadIdx.x == 0) out[2 * top_values + row] = bad[row];
 }
