@@ -130,12 +130,19 @@ pub(crate) fn fresh_cache(model: &Transformer, tokens: usize) -> Result<(PagedKv
     Ok((PagedKvCache::new(model.kv_cache_config(blocks, 16), model.device())?, (0..blocks).collect()))
 }
 
+/// Brings a step's logits to the host as an engine step that samples on the host does (a GPU's
+/// through the reused page-locked buffer), as llama-bench's decode calls copy theirs.
+fn read_logits(logits: &candle_core::Tensor) -> Result<()> {
+    hearth_layers::device::with_host_rows(logits, |_| ())?;
+    Ok(())
+}
+
 /// Seconds to process `tokens` as one prompt.
 fn run_pp(model: &Transformer, tokens: &[u32]) -> Result<f64> {
     let (cache, table) = fresh_cache(model, tokens.len())?;
     let t = Instant::now();
     let seq = SeqBatch { cached: 0, n_new: tokens.len(), block_table: table, all_logits: false, prompt_len: tokens.len() };
-    model.forward(tokens, &[seq], &cache)?.to_vec2::<f32>()?;
+    read_logits(&model.forward(tokens, &[seq], &cache)?)?;
     Ok(t.elapsed().as_secs_f64())
 }
 
@@ -144,8 +151,7 @@ fn run_tg(model: &Transformer, tokens: &[u32]) -> Result<f64> {
     let (cache, table) = fresh_cache(model, tokens.len() + 1)?;
     let step = |pos: usize, tok: u32| -> Result<()> {
         let seq = SeqBatch { cached: pos, n_new: 1, block_table: table.clone(), all_logits: false, prompt_len: 0 };
-        model.forward(&[tok], &[seq], &cache)?.to_vec2::<f32>()?;
-        Ok(())
+        read_logits(&model.forward(&[tok], &[seq], &cache)?)
     };
     // One untimed step first, as llama-bench warms up: on a GPU it records the decode graph.
     step(0, tokens.first().copied().unwrap_or(0))?;
