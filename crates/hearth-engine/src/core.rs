@@ -241,11 +241,13 @@ impl EngineCore {
         let t0 = std::time::Instant::now();
         let out = self.model.forward(&tokens, &batch, &self.cache)?;
         tracing::debug!(tokens = tokens.len(), seqs = batch.len(), forward_ms = t0.elapsed().as_secs_f64() * 1e3, "forward");
-        let mut picks = self.device_picks(&plan, &out)?;
-        let undecided = plan.iter().zip(&picks).any(|(&(i, n), p)| self.running[i].pending() == n && p.is_none());
-        if undecided {
+        // (batch row, sequence) of each sequence whose prompt is done after this step: it samples.
+        let sampling: Vec<(usize, usize)> =
+            plan.iter().enumerate().filter(|&(_, &(i, n))| self.running[i].pending() == n).map(|(row, &(i, _))| (row, i)).collect();
+        let mut picks = self.device_picks(&sampling, plan.len(), &out)?;
+        if sampling.iter().any(|&(row, _)| picks[row].is_none()) {
             // A CPU step's logits are read in place; a GPU step's come over once (`with_host_rows`).
-            hearth_layers::device::with_host_rows(&out, |rows| self.sample_rows(&plan, &mut picks, rows))?;
+            hearth_layers::device::with_host_rows(&out, |rows| self.sample_rows(&sampling, &mut picks, rows))?;
         }
         let done = self.sample_step(&plan, &mut picks);
         for i in done.into_iter().rev() {
@@ -261,15 +263,14 @@ impl EngineCore {
     /// every sampler can decide from one ([`Sampler::top_needed`]). Rows it leaves `None` (a row
     /// holding NaN/+inf, whose error the host reports, or a list that could not tell) are sampled
     /// from their whole row.
-    fn device_picks(&mut self, plan: &[(usize, usize)], out: &candle_core::Tensor) -> Result<Picks> {
-        let mut picks: Picks = plan.iter().map(|_| None).collect();
-        let sampling: Vec<(usize, usize)> =
-            plan.iter().enumerate().filter(|&(_, &(i, n))| self.running[i].pending() == n).map(|(row, &(i, _))| (row, i)).collect();
+    /// `sampling` lists the step's sampling rows as (batch row, sequence) of a batch of `batch` rows.
+    fn device_picks(&mut self, sampling: &[(usize, usize)], batch: usize, out: &candle_core::Tensor) -> Result<Picks> {
+        let mut picks: Picks = (0..batch).map(|_| None).collect();
         if out.device().is_cpu() || sampling.is_empty() {
             return Ok(picks);
         }
         let (rows, vocab) = out.dims2()?;
-        if rows != plan.len() {
+        if rows != batch {
             return Ok(picks);
         }
         if sampling.iter().all(|&(_, i)| self.running[i].sampler.is_plain_greedy()) {
@@ -294,16 +295,14 @@ impl EngineCore {
         Ok(picks)
     }
 
-    /// Samples every row that samples this step and has no pick yet from its logits row, the
-    /// sequences in parallel: each has its own generator, so no token depends on the order, and a
-    /// 64-sequence step no longer waits on 64 whole-vocabulary samplings one after another.
-    fn sample_rows(&mut self, plan: &[(usize, usize)], picks: &mut Picks, rows: &[&[f32]]) {
+    /// Samples every row of `sampling` ((batch row, sequence)) that has no pick yet from its logits
+    /// row, the sequences in parallel: each has its own generator, so no token depends on the order,
+    /// and a 64-sequence step no longer waits on 64 whole-vocabulary samplings one after another.
+    fn sample_rows(&mut self, sampling: &[(usize, usize)], picks: &mut Picks, rows: &[&[f32]]) {
         use rayon::prelude::*;
         let mut row_of = vec![None; self.running.len()];
-        for (row, &(i, n)) in plan.iter().enumerate() {
-            if picks.get(row).is_some_and(Option::is_none) && self.running.get(i).is_some_and(|s| s.pending() == n) {
-                row_of[i] = Some(row);
-            }
+        for &(row, i) in sampling.iter().filter(|&&(row, _)| picks[row].is_none()) {
+            row_of[i] = Some(row);
         }
         let sampled: Vec<(usize, std::result::Result<SampledToken, SampleError>)> = self
             .running

@@ -190,7 +190,7 @@ impl Sampler {
     /// where tokens outside the list may tie or rank above them.
     pub fn sample_from_top(&mut self, ids: &[u32], logits: &[f32], vocab: usize, history: &[u32]) -> Option<Result<SampledToken, SampleError>> {
         let keep = self.top_needed(ids.len())?;
-        if ids.len() != logits.len() || vocab <= ids.len() || logits.iter().any(|l| l.is_nan() || *l == f32::INFINITY) {
+        if ids.len() != logits.len() || vocab <= ids.len() || check_logits(logits).is_err() {
             return None;
         }
         // Everything outside the list is at most this (raw, and penalties here only lower).
